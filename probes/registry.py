@@ -40,6 +40,27 @@ def _icmp_factory(**kwargs: Any) -> Probe:
     return IcmpProbe(**kwargs)
 
 
+def _snmp_factory(**kwargs: Any) -> Probe:
+    from probes.snmp import SnmpProbe  # pulls in pysnmp only when SNMP is used
+
+    return SnmpProbe(**kwargs)
+
+
+def _snmp_settings(v: Validator, raw: Any, path: Path, profiles: dict[str, Any]) -> Any:
+    from probes.snmp_config import parse_settings
+
+    return parse_settings(v, raw, path, profiles)
+
+
+def _snmp_profiles(v: Validator, raw: Any, path: Path) -> dict[str, Any]:
+    from probes.snmp_config import parse_profiles
+
+    return parse_profiles(v, raw, path)
+
+
 KINDS: dict[str, ProbeKind] = {
     "icmp": ProbeKind(name="icmp", factory=_icmp_factory),
+    "snmp": ProbeKind(name="snmp", factory=_snmp_factory, interval=lambda t: t.snmp_interval,
+                      settings_key="snmp", parse_settings=_snmp_settings,
+                      profiles_key="snmp_profiles", parse_profiles=_snmp_profiles),
 }
