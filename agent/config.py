@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.errors import ConfigInvalid
 from agent.validate import ConfigError, Validator, format_duration
-from agent.yamlsrc import Document, Path, SourceError
+from agent.yamlsrc import Document, Path, SourceError, format_path
 from agent.yamlsrc import load as load_yaml
 from probes.registry import KINDS
 
@@ -118,7 +118,8 @@ def load(path: str) -> Config:
     loader = _Loader()
     config = loader.load(path)
     if loader.errors or config is None:
-        raise ConfigInvalid(loader.errors)
+        order = {f: i for i, f in enumerate(dict.fromkeys(e.file for e in loader.errors))}
+        raise ConfigInvalid(sorted(loader.errors, key=lambda e: (order[e.file], e.line)))
     return config
 
 
@@ -158,11 +159,13 @@ def _parse_tier(v: Validator, path: Path, f: dict[str, Any], base: Tier) -> Tier
         "snmp_timeout": lambda p, x: v.duration(p, x, lo=0.01, hi=60),
         "snmp_retries": lambda p, x: v.integer(p, x, lo=0, hi=10),
     }
+    failed = False
     for key, value in f.items():
         checked = checks[key](path + (key,), value)
-        if checked is None:
-            return base
+        failed = failed or checked is None
         changes[key] = checked
+    if failed:
+        return base  # cross-field checks on half-valid values would only add noise
     tier = replace(base, **changes)
     if tier.icmp_cycle_budget >= tier.interval:
         key = "timeout" if "timeout" in f else "interval"
@@ -192,7 +195,8 @@ class _Loader:
                 self.digest.update(fh.read())
             doc = load_yaml(path)
         except SourceError as exc:
-            self.errors.append(ConfigError(path, exc.line, "(file)", exc.message))
+            where = format_path(exc.path) if exc.path is not None else "(file)"
+            self.errors.append(ConfigError(path, exc.line, where, exc.message))
             return None
         except OSError as exc:
             self.errors.append(ConfigError(path, 1, "(file)", f"cannot read file: {exc.strerror}"))
@@ -224,7 +228,7 @@ class _Loader:
         for extra in includes:
             targets.extend(self._targets_file(extra, tiers, profiles))
         self._check_duplicates(targets)
-        return Config(tiers=tiers, targets=tuple(t for t, _ in targets), scheduler=scheduler,
+        return Config(tiers=tiers, targets=tuple(t for t, _, _ in targets), scheduler=scheduler,
                       files=tuple(self.files), digest=self.digest.hexdigest())
 
     def _scheduler(self, v: Validator, raw: Any) -> SchedulerSettings:
@@ -245,11 +249,14 @@ class _Loader:
             pattern = v.string(("targets_files", i), pattern)
             if pattern:
                 full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
-                files.extend(sorted(glob.glob(full)))
+                matches = sorted(glob.glob(full))
+                if not matches and not glob.has_magic(pattern):
+                    v.error(("targets_files", i), f"file not found: {full}")
+                files.extend(matches)
         return files
 
     def _targets_file(self, path: str, tiers: dict[str, Tier],
-                      profiles: dict[str, dict[str, Any]]) -> list[tuple[Target, str]]:
+                      profiles: dict[str, dict[str, Any]]) -> list[tuple[Target, str, str]]:
         doc = self._document(path)
         if doc is None:
             return []
@@ -263,7 +270,7 @@ class _Loader:
         return targets
 
     def _targets(self, v: Validator, raw: Any, path: Path, tiers: dict[str, Tier],
-                 profiles: dict[str, dict[str, Any]]) -> list[tuple[Target, str]]:
+                 profiles: dict[str, dict[str, Any]]) -> list[tuple[Target, str, str]]:
         if raw is None:
             return []
         items = v.seq(path, raw)
@@ -271,15 +278,15 @@ class _Loader:
         for i, item in enumerate(items or []):
             target = _parse_target(v, path + (i,), item, tiers, profiles)
             if target is not None:
-                out.append((target, v.where(path + (i, "name"))))
+                out.append((target, v.where(path + (i, "name")), format_path(path + (i, "name"))))
         return out
 
-    def _check_duplicates(self, targets: list[tuple[Target, str]]) -> None:
+    def _check_duplicates(self, targets: list[tuple[Target, str, str]]) -> None:
         seen: dict[str, str] = {}
-        for target, where in targets:
+        for target, where, path in targets:
             if target.name in seen:
                 file, line = where.rsplit(":", 1)
-                self.errors.append(ConfigError(file, int(line), "name",
+                self.errors.append(ConfigError(file, int(line), path,
                                                f"duplicate target name {target.name!r} "
                                                f"(first defined at {seen[target.name]})"))
             else:

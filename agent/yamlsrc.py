@@ -28,10 +28,11 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 class SourceError(Exception):
     """A file could not be turned into a document; carries a line for the message."""
 
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, path: Path | None = None) -> None:
         super().__init__(message)
         self.line = line
         self.message = message
+        self.path = path
 
 
 @dataclass
@@ -103,7 +104,7 @@ class _Walker:
             line = key_node.start_mark.line + 1
             if key in explicit:
                 first = self.lines.get(path + (key,), "?")
-                raise SourceError(line, f"{format_path(path + (key,))}: duplicate key (first at line {first})")
+                raise SourceError(line, f"duplicate key (first at line {first})", path + (key,))
             explicit.add(key)
             self.lines[path + (key,)] = line
             out[key] = self.value(value_node, path + (key,), depth + 1)

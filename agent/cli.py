@@ -1,0 +1,115 @@
+"""The ``lifeline`` command: run, check and demo.
+
+Flags follow the Prometheus exporter convention (``--config.file``,
+``--web.listen-address``, ``--log.level``, ``--log.format``). Bad input never
+produces a traceback: config errors print as FILE:LINE: path: message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from agent import config as config_mod
+from agent import logs
+from agent.errors import ConfigInvalid, ProbeUnavailable
+
+DEFAULT_LISTEN = "127.0.0.1:9123"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lifeline", description="Network-assurance monitoring agent.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="probe the configured targets and serve /metrics")
+    run.add_argument("--config.file", dest="config_file", default="lifeline.yaml", help="configuration file")
+    run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
+                     help=f"HOST:PORT to serve HTTP on (default {DEFAULT_LISTEN})")
+    _log_flags(run)
+
+    check = sub.add_parser("check", help="validate configuration files and print every error")
+    check.add_argument("files", nargs="+", metavar="FILE")
+
+    demo = sub.add_parser("demo", help="run the agent on a built-in demo network (loopback and test namespaces)")
+    demo.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
+    _log_flags(demo)
+    return parser
+
+
+def _log_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=logs.LEVELS)
+    parser.add_argument("--log.format", dest="log_format", default="console", choices=("console", "json"))
+
+
+def check(files: Sequence[str], out=None) -> int:
+    out = out or sys.stdout
+    failed = False
+    for path in files:
+        try:
+            cfg = config_mod.load(path)
+        except ConfigInvalid as exc:
+            failed = True
+            for err in exc.errors:
+                print(err, file=out)
+            continue
+        tiers = {}
+        for t in cfg.targets:
+            tiers[t.tier] = tiers.get(t.tier, 0) + 1
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(tiers.items())) or "no targets"
+        print(f"{path}: OK ({len(cfg.targets)} targets; {summary})", file=out)
+    return 1 if failed else 0
+
+
+def run(config_path: str, listen: str) -> int:
+    from agent.app import Agent
+
+    try:
+        cfg = config_mod.load(config_path)
+    except ConfigInvalid as exc:
+        print(f"lifeline: refusing to start, {config_path} is invalid:", file=sys.stderr)
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return 1
+    try:
+        agent = Agent(config_path, cfg, listen)
+        return asyncio.run(agent.run())
+    except ProbeUnavailable as exc:
+        print(f"lifeline: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the listen address is taken
+        print(f"lifeline: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("--config.file"):
+        argv.insert(0, "run")  # `lifeline --config.file x` like other exporters
+    args = _parser().parse_args(argv)
+    if args.version:
+        from agent.app import agent_version
+
+        print(f"lifeline {agent_version()}")
+        return 0
+    if args.command == "check":
+        return check(args.files)
+    if args.command in ("run", "demo"):
+        logs.configure(args.log_level, args.log_format)
+    if args.command == "run":
+        return run(args.config_file, args.listen)
+    if args.command == "demo":
+        from agent.demo import run_demo
+
+        return run_demo(args.listen, args.duration)
+    _parser().print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

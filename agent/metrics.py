@@ -1,0 +1,320 @@
+"""Every metric the agent exports is defined here, and rendered here.
+
+Probe results land in plain per-target state objects on the event loop. The
+exposition is rendered from that state on the HTTP thread, at most once per
+``min_age`` seconds, and cached (plain and gzipped): a scrape storm costs one
+render, and the event loop never renders. Per-target families are written
+directly as text because prometheus_client's renderer costs ~1 s per scrape
+at 10k targets (LIBRARIES.md); process metrics still come from
+prometheus_client's own collectors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import platform
+import threading
+import time
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+from agent.config import Config, Target, Tier
+from probes.base import ProbeResult
+from probes.icmp import IcmpResult
+
+# smokeping_prober's buckets: 50 µs doubling, up to ~1.6 s.
+RTT_BUCKETS = tuple(0.00005 * 2**n for n in range(16))
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def labels(pairs: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
+
+
+def fmt(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+class Histogram:
+    """Bucket counts kept non-cumulative (one increment per observation), summed at render."""
+
+    __slots__ = ("bounds", "counts", "total", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def lines(self, name: str, label_str: str, out: list[str]) -> None:
+        sep = "," if label_str else ""
+        running = 0
+        counts = list(self.counts)  # copy: the loop thread may observe while we render
+        for bound, n in zip(self.bounds, counts):
+            running += n
+            out.append(f'{name}_bucket{{{label_str}{sep}le="{bound:g}"}} {running}')
+        running += counts[-1]
+        out.append(f'{name}_bucket{{{label_str}{sep}le="+Inf"}} {running}')
+        out.append(f"{name}_sum{{{label_str}}} {fmt(self.total)}")
+        out.append(f"{name}_count{{{label_str}}} {running}")
+
+
+@dataclass(slots=True)
+class IcmpState:
+    requests: int = 0
+    responses: int = 0
+    rtt: Histogram = field(default_factory=lambda: Histogram(RTT_BUCKETS))
+    last: IcmpResult | None = None
+
+    def record(self, result: IcmpResult) -> None:
+        self.requests += result.sent
+        self.responses += result.received
+        for rtt in result.rtts:
+            self.rtt.observe(rtt)
+        self.last = result
+
+
+@dataclass(slots=True)
+class TargetState:
+    target: Target
+    key: str  # 'target="..",tier=".."', the label set of per-target series
+    up_key: str  # key plus category and site
+    info_key: str
+    up: int | None = None
+    icmp: IcmpState | None = None
+    success: dict[str, int] = field(default_factory=dict)
+    last_run: dict[str, float] = field(default_factory=dict)
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    extra: dict[str, Any] = field(default_factory=dict)  # per-kind state of other probes
+
+
+def _target_state(target: Target) -> TargetState:
+    key = labels((("target", target.name), ("tier", target.tier)))
+    up_key = labels((("target", target.name), ("tier", target.tier), ("category", target.category),
+                     ("site", target.site)))
+    info_key = labels((("target", target.name), ("tier", target.tier), ("category", target.category),
+                       ("site", target.site), ("address", target.address), *target.labels))
+    return TargetState(target=target, key=key, up_key=up_key, info_key=info_key,
+                       icmp=IcmpState() if "icmp" in target.probes else None)
+
+
+@dataclass
+class AgentStatus:
+    """Lifecycle facts for self-metrics; written by the agent, read at render."""
+
+    version: str = "0.0.0"
+    config_digest: str = ""
+    reload_ok: bool = True
+    reload_success_time: float = 0.0
+    icmp_ignored: dict[str, int] = field(default_factory=dict)
+    scheduler_stats: Callable[[], dict[str, Any]] | None = None
+
+
+class MetricsStore:
+    """Per-target state plus self-metrics; the scheduler calls ``record`` for each result."""
+
+    def __init__(self, status: AgentStatus | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.status = status or AgentStatus()
+        self.targets: dict[str, TargetState] = {}
+        self.tiers: dict[str, Tier] = {}
+        self.lag: dict[str, Histogram] = {}
+        self.cycle: dict[tuple[str, str], Histogram] = {}
+        self._clock = clock
+
+    def apply_config(self, config: Config) -> None:
+        """Keep state (counters, histograms) of targets whose name and labels are unchanged."""
+        fresh: dict[str, TargetState] = {}
+        for target in config.targets:
+            old = self.targets.get(target.name)
+            if old is not None and old.target.tier == target.tier and old.target.identity() == target.identity():
+                fresh[target.name] = old
+            elif old is not None and old.target.tier == target.tier:
+                state = _target_state(target)
+                state.icmp = old.icmp if state.icmp is not None else None
+                state.up, state.success, state.failures = old.up, old.success, old.failures
+                state.last_run, state.extra = old.last_run, old.extra
+                fresh[target.name] = state
+            else:
+                fresh[target.name] = _target_state(target)
+        self.targets = fresh  # one assignment: the render thread sees old or new, never half
+        self.tiers = dict(config.tiers)
+        for tier in config.tiers:
+            self.lag.setdefault(tier, Histogram(LAG_BUCKETS))
+
+    def record(self, target: Target, kind: str, result: ProbeResult, lag: float) -> None:
+        state = self.targets.get(target.name)
+        if state is None or state.target is not target and state.target.identity() != target.identity():
+            return  # result of a target removed or changed by a reload while it was probing
+        now = self._clock()
+        state.last_run[kind] = now
+        state.success[kind] = int(result.ok)
+        if not result.ok:
+            state.failures[(kind, result.reason or "unknown")] += 1
+        if kind == "icmp" and state.icmp is not None:
+            state.icmp.record(result)  # type: ignore[arg-type]
+        if kind == ("icmp" if state.icmp is not None else target.probes[0]):
+            state.up = int(result.ok)
+        self.lag.setdefault(target.tier, Histogram(LAG_BUCKETS)).observe(max(lag, 0.0))
+        key = (target.tier, kind)
+        hist = self.cycle.get(key)
+        if hist is None:
+            hist = self.cycle[key] = Histogram(CYCLE_BUCKETS)
+        hist.observe(result.duration)
+
+    # --- rendering -------------------------------------------------------
+
+    def render(self) -> bytes:
+        out: list[str] = []
+        states = list(self.targets.values())
+        self._render_targets(states, out)
+        self._render_icmp([s for s in states if s.icmp is not None], out)
+        self._render_tiers(states, out)
+        self._render_self(out)
+        return ("\n".join(out) + "\n").encode()
+
+    @staticmethod
+    def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+
+    def _render_targets(self, states: list[TargetState], out: list[str]) -> None:
+        f = self._family
+        f(out, "lifeline_target_up", "gauge", "1 if the target answered its last probe cycle, else 0.")
+        out.extend(f"lifeline_target_up{{{s.up_key}}} {s.up}" for s in states if s.up is not None)
+        f(out, "lifeline_target_info", "gauge", "Target metadata; value is always 1.")
+        out.extend(f"lifeline_target_info{{{s.info_key}}} 1" for s in states)
+        f(out, "lifeline_probe_success", "gauge", "1 if the last cycle of this probe succeeded.")
+        for s in states:
+            out.extend(f'lifeline_probe_success{{{s.key},probe="{k}"}} {v}' for k, v in s.success.items())
+        f(out, "lifeline_probe_last_run_timestamp_seconds", "gauge", "Unix time the last cycle of this probe ended.")
+        for s in states:
+            out.extend(f'lifeline_probe_last_run_timestamp_seconds{{{s.key},probe="{k}"}} {v:.3f}'
+                       for k, v in s.last_run.items())
+        f(out, "lifeline_probe_failures_total", "counter", "Failed probe cycles by reason.")
+        for s in states:
+            out.extend(f'lifeline_probe_failures_total{{{s.key},probe="{k}",reason="{r}"}} {n}'
+                       for (k, r), n in list(s.failures.items()))
+
+    def _render_icmp(self, states: list[TargetState], out: list[str]) -> None:
+        f = self._family
+        f(out, "lifeline_icmp_requests_total", "counter", "ICMP echo requests sent.")
+        out.extend(f"lifeline_icmp_requests_total{{{s.key}}} {s.icmp.requests}" for s in states)
+        f(out, "lifeline_icmp_responses_total", "counter", "ICMP echo replies received within the timeout.")
+        out.extend(f"lifeline_icmp_responses_total{{{s.key}}} {s.icmp.responses}" for s in states)
+        f(out, "lifeline_icmp_rtt_seconds", "histogram", "Round-trip time of ICMP echo replies.")
+        for s in states:
+            s.icmp.rtt.lines("lifeline_icmp_rtt_seconds", s.key, out)
+        lasts = [(s, s.icmp.last) for s in states if s.icmp.last is not None and s.icmp.last.sent]
+        f(out, "lifeline_icmp_loss_ratio", "gauge", "Share of echoes lost in the last cycle.")
+        out.extend(f"lifeline_icmp_loss_ratio{{{s.key}}} {fmt(r.loss)}" for s, r in lasts)
+        answered = [(s, r) for s, r in lasts if r.rtts]
+        f(out, "lifeline_icmp_jitter_seconds", "gauge",
+          "Mean absolute difference of consecutive RTTs in the last cycle.")
+        out.extend(f"lifeline_icmp_jitter_seconds{{{s.key}}} {fmt(r.jitter)}" for s, r in answered)
+        for stat, pick in (("min", min), ("avg", lambda x: sum(x) / len(x)), ("max", max)):
+            name = f"lifeline_icmp_rtt_{stat}_seconds"
+            f(out, name, "gauge", f"{stat.capitalize()} RTT of the last cycle's replies.")
+            out.extend(f"{name}{{{s.key}}} {fmt(pick(r.rtts))}" for s, r in answered)
+
+    def _render_tiers(self, states: list[TargetState], out: list[str]) -> None:
+        f = self._family
+        counts = Counter(s.target.tier for s in states)
+        tiers = sorted(self.tiers.values(), key=lambda t: (t.priority, t.name))
+        f(out, "lifeline_tier_targets", "gauge", "Targets configured per tier.")
+        out.extend(f'lifeline_tier_targets{{tier="{escape(t.name)}"}} {counts.get(t.name, 0)}' for t in tiers)
+        f(out, "lifeline_tier_info", "gauge", "Tier metadata; value is always 1.")
+        out.extend(f'lifeline_tier_info{{tier="{escape(t.name)}",severity="{t.severity}"}} 1' for t in tiers)
+        for attr, name, help_text in (
+            ("priority", "lifeline_tier_priority", "Tier priority; 0 is the most urgent."),
+            ("interval", "lifeline_tier_interval_seconds", "Probe interval of the tier."),
+            ("timeout", "lifeline_tier_timeout_seconds", "Per-echo timeout of the tier."),
+            ("packets", "lifeline_tier_packets", "Echoes sent per cycle in the tier."),
+            ("loss_warn", "lifeline_tier_loss_warn_ratio", "Loss ratio above which the tier warns."),
+            ("loss_crit", "lifeline_tier_loss_crit_ratio", "Loss ratio above which the tier is critical."),
+            ("rtt_warn", "lifeline_tier_rtt_warn_seconds", "RTT above which the tier warns."),
+            ("rtt_crit", "lifeline_tier_rtt_crit_seconds", "RTT above which the tier is critical."),
+        ):
+            f(out, name, "gauge", help_text)
+            out.extend(f'{name}{{tier="{escape(t.name)}"}} {fmt(getattr(t, attr))}' for t in tiers)
+
+    def _render_self(self, out: list[str]) -> None:
+        f, st = self._family, self.status
+        f(out, "lifeline_scheduler_lag_seconds", "histogram", "Delay between a cycle's due time and its start.")
+        for tier, hist in sorted(self.lag.items()):
+            hist.lines("lifeline_scheduler_lag_seconds", f'tier="{escape(tier)}"', out)
+        f(out, "lifeline_probe_cycle_duration_seconds", "histogram", "Duration of probe cycles.")
+        for (tier, kind), hist in sorted(self.cycle.items()):
+            hist.lines("lifeline_probe_cycle_duration_seconds", f'tier="{escape(tier)}",probe="{kind}"', out)
+        sched = st.scheduler_stats() if st.scheduler_stats else {}
+        f(out, "lifeline_scheduler_skipped_cycles_total", "counter",
+          "Cycles not run because the agent fell behind or the previous cycle was still running.")
+        out.extend(f'lifeline_scheduler_skipped_cycles_total{{tier="{escape(t)}",probe="{k}"}} {n}'
+                   for (t, k), n in sorted(sched.get("skipped", {}).items()))
+        f(out, "lifeline_scheduler_in_flight", "gauge", "Probe cycles running now.")
+        out.append(f"lifeline_scheduler_in_flight {sched.get('in_flight', 0)}")
+        f(out, "lifeline_scheduler_queued", "gauge", "Due cycles waiting for a free slot.")
+        out.append(f"lifeline_scheduler_queued {sched.get('queued', 0)}")
+        f(out, "lifeline_icmp_replies_ignored_total", "counter",
+          "ICMP packets received that matched no outstanding echo, by reason.")
+        out.extend(f'lifeline_icmp_replies_ignored_total{{reason="{r}"}} {n}'
+                   for r, n in sorted(st.icmp_ignored.items()))
+        f(out, "lifeline_build_info", "gauge", "Build information; value is always 1.")
+        out.append(f'lifeline_build_info{{version="{escape(st.version)}",'
+                   f'python_version="{platform.python_version()}"}} 1')
+        f(out, "lifeline_config_info", "gauge", "SHA-256 of the loaded configuration files.")
+        out.append(f'lifeline_config_info{{digest="{st.config_digest}"}} 1')
+        f(out, "lifeline_config_last_reload_successful", "gauge", "1 if the last configuration load succeeded.")
+        out.append(f"lifeline_config_last_reload_successful {int(st.reload_ok)}")
+        f(out, "lifeline_config_last_reload_success_timestamp_seconds", "gauge",
+          "Unix time of the last successful configuration load.")
+        out.append(f"lifeline_config_last_reload_success_timestamp_seconds {st.reload_success_time:.3f}")
+
+
+class Exposition:
+    """Renders a store at most every ``min_age`` seconds, from whatever thread scrapes, and caches it."""
+
+    def __init__(self, store: MetricsStore, min_age: float = 1.0) -> None:
+        self.store = store
+        self.min_age = min_age
+        self._lock = threading.Lock()
+        self._rendered_at = float("-inf")
+        self._plain = b""
+        self._gzipped = b""
+        self._process = CollectorRegistry()
+        ProcessCollector(registry=self._process)
+
+    def invalidate(self) -> None:
+        """Make the next scrape render afresh (after a reload, so removed targets vanish at once)."""
+        self._rendered_at = float("-inf")
+
+    def get(self, gzipped: bool = False) -> bytes:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._rendered_at >= self.min_age:
+                self._plain = self.store.render() + generate_latest(self._process)
+                self._gzipped = b""
+                self._rendered_at = now
+            if not gzipped:
+                return self._plain
+            if not self._gzipped:
+                self._gzipped = gzip.compress(self._plain, compresslevel=1)
+            return self._gzipped

@@ -1,0 +1,173 @@
+"""Runs every (target, probe kind) pair on its tier's interval, most urgent tier first.
+
+Each job has a fixed phase inside its interval, derived from the target name,
+so start-up and reloads spread probes evenly instead of bursting, and a
+target's schedule survives reloads unchanged. Due jobs go through one ready
+queue ordered by (tier priority, due time) and at most ``max_in_flight``
+cycles run at once: when the agent cannot keep up, P0 is served first and
+lower tiers wait. A job that falls a whole interval behind skips the missed
+cycles (counted) instead of bursting to catch up; a probe that raises is
+logged and counted as an ``internal`` failure, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from agent.config import Config, Target, Tier
+from probes.base import REASON_INTERNAL, Probe, ProbeResult
+from probes.registry import KINDS
+
+log = structlog.get_logger("lifeline.scheduler")
+
+Sink = Callable[[Target, str, ProbeResult, float], None]
+
+
+class Job:
+    __slots__ = ("target", "tier", "kind", "probe", "interval", "due", "running", "cancelled", "key")
+
+    def __init__(self, target: Target, tier: Tier, kind: str, probe: Probe, now: float) -> None:
+        self.target, self.tier, self.kind, self.probe = target, tier, kind, probe
+        self.interval = KINDS[kind].interval(tier)
+        self.key = (target.tier, kind)
+        phase = zlib.crc32(f"{target.name}/{kind}".encode()) / 2**32 * self.interval
+        # First due time: the next moment at this job's phase, within one interval.
+        self.due = now - (now % self.interval) + phase
+        if self.due < now:
+            self.due += self.interval
+        self.running = False
+        self.cancelled = False
+
+    def identity(self) -> tuple[Any, ...]:
+        return (self.target.identity(), self.tier, self.kind)
+
+
+class Scheduler:
+    def __init__(self, probes: dict[str, Probe], sink: Sink, max_in_flight: int = 2000,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.probes = probes
+        self.sink = sink
+        self.max_in_flight = max_in_flight
+        self._loop = loop
+        self._jobs: dict[tuple[str, str], Job] = {}
+        self._timers: list[tuple[float, int, Job]] = []  # (due, seq, job)
+        self._ready: list[tuple[int, float, int, Job]] = []  # (priority, due, seq, job)
+        self._seq = itertools.count()
+        self._in_flight = 0
+        self._skipped: Counter[tuple[str, str]] = Counter()
+        self._waker: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def stats(self) -> dict[str, Any]:
+        return {"in_flight": self._in_flight, "queued": len(self._ready), "skipped": dict(self._skipped),
+                "jobs": len(self._jobs)}
+
+    def apply(self, config: Config) -> tuple[int, int, int]:
+        """Diff the job set against ``config``; unchanged jobs keep their schedule. Returns (added, removed, kept)."""
+        now = self.loop.time()
+        wanted: dict[tuple[str, str], tuple[Target, Tier, str]] = {}
+        for target in config.targets:
+            for kind in target.probes:
+                if kind in self.probes:
+                    wanted[(target.name, kind)] = (target, config.tiers[target.tier], kind)
+        added = removed = kept = 0
+        for key, job in list(self._jobs.items()):
+            spec = wanted.get(key)
+            if spec is None or (spec[0].identity(), spec[1], spec[2]) != job.identity():
+                job.cancelled = True  # lazily dropped from the heaps
+                del self._jobs[key]
+                removed += 1
+        for key, (target, tier, kind) in wanted.items():
+            if key in self._jobs:
+                kept += 1
+                continue
+            job = Job(target, tier, kind, self.probes[kind], now)
+            self._jobs[key] = job
+            heapq.heappush(self._timers, (job.due, next(self._seq), job))
+            added += 1
+        self._wake()
+        return added, removed, kept
+
+    def _wake(self) -> None:
+        if self._waker is not None and not self._waker.done():
+            self._waker.set_result(None)
+
+    async def run(self) -> None:
+        loop = self.loop
+        while not self._stopped:
+            now = loop.time()
+            timers, ready = self._timers, self._ready
+            while timers and timers[0][0] <= now:
+                due, seq, job = heapq.heappop(timers)
+                if not job.cancelled:
+                    heapq.heappush(ready, (job.tier.priority, due, seq, job))
+            while ready and self._in_flight < self.max_in_flight:
+                _, due, _, job = heapq.heappop(ready)
+                if not job.cancelled:
+                    self._dispatch(job, due, now)
+            self._waker = loop.create_future()
+            handle = loop.call_at(timers[0][0], self._wake) if timers else None
+            try:
+                await self._waker
+            finally:
+                if handle is not None:
+                    handle.cancel()
+                self._waker = None
+
+    def _dispatch(self, job: Job, due: float, now: float) -> None:
+        lag = now - due
+        if lag >= job.interval:
+            # Too far behind: skip the missed cycles rather than burst to catch up.
+            missed = int(lag // job.interval)
+            self._skipped[job.key] += missed
+            due += missed * job.interval
+            lag = now - due
+        job.due = due + job.interval
+        heapq.heappush(self._timers, (job.due, next(self._seq), job))
+        if job.running:
+            self._skipped[job.key] += 1  # the previous cycle is still running
+            return
+        job.running = True
+        self._in_flight += 1
+        task = self.loop.create_task(self._run(job, lag))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: Job, lag: float) -> None:
+        try:
+            result = await job.probe.run(job.target, job.tier)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the schedule
+            log.exception("probe_crashed", target=job.target.name, tier=job.target.tier, probe=job.kind)
+            result = ProbeResult(ok=False, reason=REASON_INTERNAL, detail=type(exc).__name__)
+        finally:
+            job.running = False
+            self._in_flight -= 1
+            if self._ready:
+                self._wake()
+        if not job.cancelled:
+            self.sink(job.target, job.kind, result, lag)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._wake()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,116 @@
+"""Disposable test hosts in a network namespace, for the demo and the tests.
+
+One namespace joined to the host by a veth pair; every host address lives in
+198.18.0.0/15 (RFC 2544 benchmarking range), so nothing here can reach a real
+network. Packet loss is made with nftables inside the namespace (``numgen
+random`` drops); a "dark" host drops every echo request. Needs root.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable
+
+BENCH_NET = ("198.18.", "198.19.")
+
+
+class TestNetError(RuntimeError):
+    pass
+
+
+def _run(*args: str, stdin: str | None = None) -> None:
+    proc = subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise TestNetError(f"{' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def available() -> str | None:
+    """None if test namespaces can be made here, else what is missing."""
+    if os.geteuid() != 0:
+        return "needs root (ip netns, veth, nftables)"
+    for tool, pkg in (("ip", "iproute2"), ("nft", "nftables")):
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode != 0:
+            return f"{tool} not found: apt-get install -y {pkg}"
+    return None
+
+
+class TestNet:
+    """A namespace ``name`` holding hosts 198.18.<octet>.2.. behind gateway 198.18.<octet>.1 (or 198.19 for octet>255)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, name: str, octet: int, veth: str) -> None:
+        if not 0 <= octet <= 511:
+            raise ValueError("octet must be 0..511")
+        self.name = name
+        self.prefix = f"198.{18 + octet // 256}.{octet % 256}."
+        self.veth = veth[:13]  # interface names are at most 15 characters
+        self.gateway = self.prefix + "1"
+        self._loss: dict[str, int] = {}
+        self.hosts: list[str] = []
+
+    def create(self, host_count: int) -> list[str]:
+        self.destroy()  # a previous run that was killed may have left it behind
+        outer, inner = self.veth + "a", self.veth + "b"
+        _run("ip", "netns", "add", self.name)
+        try:
+            _run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", self.name)
+            _run("ip", "addr", "add", f"{self.gateway}/24", "dev", outer)
+            _run("ip", "link", "set", outer, "up")
+            ns = ("ip", "-n", self.name)
+            _run(*ns, "link", "set", "lo", "up")
+            _run(*ns, "link", "set", inner, "up")
+            self.hosts = [f"{self.prefix}{i}" for i in range(2, 2 + host_count)]
+            for addr in self.hosts:
+                _run(*ns, "addr", "add", f"{addr}/24", "dev", inner)
+            _run(*ns, "route", "add", "default", "via", self.gateway)
+            self._apply()
+        except Exception:
+            self.destroy()
+            raise
+        return self.hosts
+
+    def set_loss(self, addr: str, percent: int) -> None:
+        """Drop ``percent`` % of echo requests to ``addr`` at random (100 = dark, 0 = healthy)."""
+        if addr not in self.hosts:
+            raise ValueError(f"{addr} is not a host of {self.name}")
+        self._loss[addr] = max(0, min(100, percent))
+        self._apply()
+
+    def _apply(self) -> None:
+        rules: list[str] = []
+        for addr, pct in sorted(self._loss.items()):
+            if pct >= 100:
+                rules.append(f"ip daddr {addr} icmp type echo-request drop")
+            elif pct > 0:
+                rules.append(f"ip daddr {addr} icmp type echo-request numgen random mod 100 < {pct} drop")
+        script = "\n".join([
+            "table inet lifeline_testnet",
+            "delete table inet lifeline_testnet",
+            "table inet lifeline_testnet {",
+            "  chain input {",
+            "    type filter hook input priority 0; policy accept;",
+            *(f"    {r}" for r in rules),
+            "  }",
+            "}",
+        ]) + "\n"
+        _run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=script)
+
+    def set_link(self, up: bool) -> None:
+        _run("ip", "link", "set", self.veth + "a", "up" if up else "down")
+
+    def destroy(self) -> None:
+        subprocess.run(["ip", "link", "del", self.veth + "a"], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+
+    def __enter__(self) -> TestNet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+def is_test_address(addr: str, extra: Iterable[str] = ()) -> bool:
+    """True for loopback and the benchmarking range: the only places tests may send probes."""
+    return addr.startswith(("127.", "::1", *BENCH_NET, *extra))

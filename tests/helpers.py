@@ -1,0 +1,132 @@
+"""Small helpers shared by tests: waiting on conditions, scraping, running the agent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last problem
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def free_port(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(family, kind) as s:
+        s.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_post(url: str, timeout: float = 30.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Parse an exposition into {(name, labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(text_or_samples: Any, name: str, **labels: str) -> float | None:
+    """The value of the one sample named ``name`` whose labels include ``labels``, or None."""
+    data = samples(text_or_samples) if isinstance(text_or_samples, str) else text_or_samples
+    found = [v for (n, ls), v in data.items() if n == name and set(labels.items()) <= ls]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
+    return found[0] if found else None
+
+
+def require_tool(tool: str, package: str) -> str:
+    """Path of ``tool``; fail loudly (not skip) with the install hint when it is missing."""
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
+    if path is None:
+        raise AssertionError(f"{tool} not found: apt-get install -y {package} (or run `make test`)")
+    return path
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise AssertionError("this test needs root (raw ICMP sockets, network namespaces); run `make test` as root")
+
+
+class AgentProcess:
+    """``lifeline run`` as a real subprocess on a free loopback port."""
+
+    def __init__(self, config_path: str, extra_args: list[str] | None = None, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = config_path + f".{self.port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--config.file", config_path,
+             "--web.listen-address", f"127.0.0.1:{self.port}", "--log.format", "json", *(extra_args or [])],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
+        )
+        wait_for(self._ready, 20, f"agent on port {self.port} to become ready (log: {self.log_path})")
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"agent exited with {self.proc.returncode}: {self.log()}")
+        return http_get(self.url + "/-/ready", timeout=1)[0] == 200
+
+    def metrics(self) -> str:
+        status, body = http_get(self.url + "/metrics")
+        assert status == 200, status
+        return body.decode()
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as fh:
+            return fh.read().decode(errors="replace")
+
+    def reload_signal(self) -> None:
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
