@@ -77,6 +77,7 @@ class Agent:
                 config = await loop.run_in_executor(self._parser, config_mod.load, self.config_path)
             except ConfigInvalid as exc:
                 self.status.reload_ok = False
+                self.exposition.invalidate()  # the next scrape must show the failure at once
                 for err in exc.errors:
                     log.error("config_error", file=err.file, line=err.line, path=err.path, message=err.message)
                 log.error("reload_failed", errors=len(exc.errors), kept_digest=self.config.digest[:12])

@@ -47,7 +47,7 @@ class TestNet:
         self.prefix = f"198.{18 + octet // 256}.{octet % 256}."
         self.veth = veth[:13]  # interface names are at most 15 characters
         self.gateway = self.prefix + "1"
-        self._loss: dict[str, int] = {}
+        self._loss: dict[str, int | str] = {}
         self.hosts: list[str] = []
 
     def create(self, host_count: int) -> list[str]:
@@ -73,15 +73,24 @@ class TestNet:
 
     def set_loss(self, addr: str, percent: int) -> None:
         """Drop ``percent`` % of echo requests to ``addr`` at random (100 = dark, 0 = healthy)."""
+        self._set(addr, max(0, min(100, percent)))
+
+    def set_reject(self, addr: str) -> None:
+        """Answer echo requests to ``addr`` with ICMP host-unreachable, as a router with no route would."""
+        self._set(addr, "reject")
+
+    def _set(self, addr: str, rule: int | str) -> None:
         if addr not in self.hosts:
             raise ValueError(f"{addr} is not a host of {self.name}")
-        self._loss[addr] = max(0, min(100, percent))
+        self._loss[addr] = rule
         self._apply()
 
     def _apply(self) -> None:
         rules: list[str] = []
         for addr, pct in sorted(self._loss.items()):
-            if pct >= 100:
+            if pct == "reject":
+                rules.append(f"ip daddr {addr} icmp type echo-request reject with icmp type host-unreachable")
+            elif pct >= 100:
                 rules.append(f"ip daddr {addr} icmp type echo-request drop")
             elif pct > 0:
                 rules.append(f"ip daddr {addr} icmp type echo-request numgen random mod 100 < {pct} drop")

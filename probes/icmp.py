@@ -45,9 +45,10 @@ class IcmpResult(ProbeResult):
 class Resolver:
     """Resolves target addresses through the event loop's getaddrinfo, with a small cache."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock=time.monotonic, getaddrinfo=None) -> None:
         self._cache: dict[str, tuple[float, tuple[int, str] | None]] = {}
         self._clock = clock
+        self._getaddrinfo = getaddrinfo  # injectable: tests cannot use real DNS here
 
     async def resolve(self, address: str) -> tuple[int, str] | None:
         try:
@@ -61,7 +62,8 @@ class Resolver:
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(address, None, type=socket.SOCK_RAW)
+            lookup = self._getaddrinfo or asyncio.get_running_loop().getaddrinfo
+            infos = await lookup(address, None, type=socket.SOCK_RAW)
         except (OSError, UnicodeError):
             infos = []
         answer = None

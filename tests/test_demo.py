@@ -1,0 +1,39 @@
+"""`lifeline demo` (what `make demo` runs): several tiers, a healthy, a lossy and a dark target."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers import ROOT, free_port, http_get, require_root, samples, wait_for
+
+
+def test_demo_shows_every_state():
+    require_root()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "demo", "--web.listen-address",
+                             f"127.0.0.1:{port}", "--duration", "60"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def states():
+            status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+            if status != 200:
+                return None
+            s = samples(body.decode())
+            up = {dict(ls)["target"]: (dict(ls)["tier"], v) for (n, ls), v in s.items() if n == "lifeline_target_up"}
+            loss = {dict(ls)["target"]: v for (n, ls), v in s.items() if n == "lifeline_icmp_loss_ratio"}
+            return (up, loss) if len(up) == 7 and len(loss) == 7 else None
+
+        up, loss = wait_for(states, 30, "all demo targets to report")
+        assert {tier for tier, _ in up.values()} == {"P0", "P1", "P2", "P3"}
+        assert up["putuo-hospital-fever-clinic"][1] == 1 and loss["putuo-hospital-fever-clinic"] == 0
+        assert up["hotline-12345-platform"][1] == 0 and loss["hotline-12345-platform"] == 1
+        assert up["checkpoint-camera-018"][1] == 0
+        # The lossy host loses some echoes but answers: 30% drop over 10 echoes.
+        wait_for(lambda: 0 < (states() or ({}, {}))[1].get("gov-cloud-uplink", 0) < 1, 30,
+                 "gov-cloud-uplink to show partial loss")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+    assert f"http://127.0.0.1:{port}/metrics" in out
+    assert "lifeline-demo" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
