@@ -333,12 +333,12 @@ def _oids(v: Validator, path: Path, raw: Any) -> tuple[ExtraOid, ...] | None:
                                       f"in quotes (got {f['oid']!r})")
         if name is not None and name in seen:
             v.error(ipath + ("name",), f"duplicate OID name {name!r} (first is oids[{seen[name]}])")
-            name = None
-        if name is None or oid is None:
-            ok = False
-            continue
-        seen[name] = i
-        out.append(ExtraOid(name, oid))
+        elif name is not None:
+            seen[name] = i
+            if oid is not None:
+                out.append(ExtraOid(name, oid))
+                continue
+        ok = False
     return tuple(out) if ok else None
 
 
@@ -366,7 +366,7 @@ def _build(v: Validator, path: Path, f: dict[str, Any], profile: str | None) -> 
                 v.error(path, f"{kind}_protocol is set but no {kind} key: set {kind}_key_env, "
                               f"{kind}_key_file or {kind}_key")
             if has_key and len(f[f"{kind}_key"].value) < MIN_USM_KEY:
-                v.error(path, f"{kind} key from {f[f'{kind}_key'].source} is shorter than "
+                v.error(path, f"{kind} key ({f[f'{kind}_key'].source}) is shorter than "
                               f"{MIN_USM_KEY} characters")
         if "priv_key" in f and "auth_key" not in f:
             v.error(path, "privacy (priv_key) needs authentication too (auth_protocol and auth_key)")
