@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from agent.config import Config, Target, Tier
 from probes.base import ProbeResult
 from probes.icmp import IcmpResult
+from probes.snmp import SnmpResult
 
 # smokeping_prober's buckets: 50 µs doubling, up to ~1.6 s.
 RTT_BUCKETS = tuple(0.00005 * 2**n for n in range(16))
@@ -91,6 +92,40 @@ class IcmpState:
         for rtt in result.rtts:
             self.rtt.observe(rtt)
         self.last = result
+
+
+@dataclass(slots=True)
+class SnmpState:
+    reboots: int = 0
+    last: ProbeResult | None = None
+    # Label strings per interface, built once rather than on every render.
+    if_keys: dict[tuple[int, str], str] = field(default_factory=dict)
+    info_keys: dict[tuple[int, str, str, str], str] = field(default_factory=dict)
+
+    def record(self, result: ProbeResult) -> None:
+        # Counted here, not taken from the probe, so it survives the probe resetting
+        # its per-target state (settings changed on reload).
+        if isinstance(result, SnmpResult) and result.rebooted:
+            self.reboots += 1
+        self.last = result
+
+
+# (metric name, IfRow attribute, type, help) for the per-interface SNMP families.
+SNMP_IF_FAMILIES = (
+    ("lifeline_snmp_if_oper_status", "oper", "gauge", "ifOperStatus (1 up, 2 down, ... as in IF-MIB)."),
+    ("lifeline_snmp_if_admin_status", "admin", "gauge", "ifAdminStatus (1 up, 2 down, 3 testing)."),
+    ("lifeline_snmp_if_in_octets_total", "in_octets", "counter",
+     "Octets received (ifHCInOctets, or ifInOctets where the device has no 64-bit counter)."),
+    ("lifeline_snmp_if_out_octets_total", "out_octets", "counter",
+     "Octets sent (ifHCOutOctets, or ifOutOctets where the device has no 64-bit counter)."),
+    ("lifeline_snmp_if_in_unicast_packets_total", "in_ucast_pkts", "counter", "Unicast packets received."),
+    ("lifeline_snmp_if_out_unicast_packets_total", "out_ucast_pkts", "counter", "Unicast packets sent."),
+    ("lifeline_snmp_if_in_errors_total", "in_errors", "counter", "ifInErrors."),
+    ("lifeline_snmp_if_out_errors_total", "out_errors", "counter", "ifOutErrors."),
+    ("lifeline_snmp_if_in_discards_total", "in_discards", "counter", "ifInDiscards."),
+    ("lifeline_snmp_if_out_discards_total", "out_discards", "counter", "ifOutDiscards."),
+    ("lifeline_snmp_if_speed_bits_per_second", "speed", "gauge", "ifHighSpeed x 10^6, or ifSpeed."),
+)
 
 
 @dataclass(slots=True)
@@ -171,6 +206,11 @@ class MetricsStore:
             state.failures[(kind, result.reason or "unknown")] += 1
         if kind == "icmp" and state.icmp is not None:
             state.icmp.record(result)  # type: ignore[arg-type]
+        elif kind == "snmp":
+            snmp = state.extra.get("snmp")
+            if snmp is None:
+                snmp = state.extra["snmp"] = SnmpState()
+            snmp.record(result)
         if kind == ("icmp" if state.icmp is not None else target.probes[0]):
             state.up = int(result.ok)
         self.lag.setdefault(target.tier, Histogram(LAG_BUCKETS)).observe(max(lag, 0.0))
@@ -187,6 +227,7 @@ class MetricsStore:
         states = list(self.targets.values())
         self._render_targets(states, out)
         self._render_icmp([s for s in states if s.icmp is not None], out)
+        self._render_snmp([(s, s.extra["snmp"]) for s in states if "snmp" in s.extra], out)
         self._render_tiers(states, out)
         self._render_self(out)
         return ("\n".join(out) + "\n").encode()
@@ -234,6 +275,57 @@ class MetricsStore:
             name = f"lifeline_icmp_rtt_{stat}_seconds"
             f(out, name, "gauge", f"{stat.capitalize()} RTT of the last cycle's replies.")
             out.extend(f"{name}{{{s.key}}} {fmt(pick(r.rtts))}" for s, r in answered)
+
+    def _render_snmp(self, states: list[tuple[TargetState, SnmpState]], out: list[str]) -> None:
+        if not states:
+            return
+        f = self._family
+        f(out, "lifeline_snmp_up", "gauge", "1 if the last SNMP poll of the target succeeded.")
+        out.extend(f"lifeline_snmp_up{{{s.key}}} {int(bool(st.last and st.last.ok))}" for s, st in states)
+        f(out, "lifeline_snmp_poll_duration_seconds", "gauge", "Duration of the last SNMP poll.")
+        out.extend(f"lifeline_snmp_poll_duration_seconds{{{s.key}}} {fmt(st.last.duration)}"
+                   for s, st in states if st.last is not None)
+        f(out, "lifeline_snmp_reboots_total", "counter",
+          "Times sysUpTime went backwards (device or agent restarted) since Lifeline started.")
+        out.extend(f"lifeline_snmp_reboots_total{{{s.key}}} {st.reboots}" for s, st in states)
+        # Values of a failed poll are not shown: stale numbers would look current.
+        ok = [(s, st, st.last) for s, st in states if isinstance(st.last, SnmpResult) and st.last.ok]
+        f(out, "lifeline_snmp_sys_uptime_seconds", "gauge", "sysUpTime of the SNMP agent.")
+        out.extend(f"lifeline_snmp_sys_uptime_seconds{{{s.key}}} {fmt(r.sys_uptime)}"
+                   for s, _, r in ok if r.sys_uptime is not None)
+        f(out, "lifeline_snmp_info", "gauge", "sysName and sysDescr; value is always 1.")
+        out.extend(f'lifeline_snmp_info{{{s.key},sysname="{escape(r.sys_name)}",sysdescr="{escape(r.sys_descr)}"}} 1'
+                   for s, _, r in ok)
+        f(out, "lifeline_snmp_oid_value", "gauge", "Extra scalar OIDs configured for the target, by name.")
+        for s, _, r in ok:
+            out.extend(f'lifeline_snmp_oid_value{{{s.key},name="{n}"}} {fmt(v)}' for n, v in r.oids.items())
+        rows = []
+        for s, st, r in ok:
+            if len(st.if_keys) > 4 * len(r.interfaces) + 16:
+                st.if_keys.clear()
+                st.info_keys.clear()
+            for row in r.interfaces:
+                key = st.if_keys.get((row.ifindex, row.ifname))
+                if key is None:
+                    key = st.if_keys[(row.ifindex, row.ifname)] = (
+                        f'{s.key},ifindex="{row.ifindex}",ifname="{escape(row.ifname)}"')
+                rows.append((key, row))
+        for name, attr, kind, help_text in SNMP_IF_FAMILIES:
+            f(out, name, kind, help_text)
+            for key, row in rows:
+                v = getattr(row, attr)
+                if v is not None:
+                    out.append(f"{name}{{{key}}} {v}")
+        f(out, "lifeline_snmp_if_info", "gauge", "Interface names and alias; value is always 1.")
+        for s, st, r in ok:
+            for row in r.interfaces:
+                ikey = (row.ifindex, row.ifname, row.ifalias, row.ifdescr)
+                line = st.info_keys.get(ikey)
+                if line is None:
+                    line = st.info_keys[ikey] = (
+                        f'lifeline_snmp_if_info{{{s.key},ifindex="{row.ifindex}",ifname="{escape(row.ifname)}",'
+                        f'ifalias="{escape(row.ifalias)}",ifdescr="{escape(row.ifdescr)}"}} 1')
+                out.append(line)
 
     def _render_tiers(self, states: list[TargetState], out: list[str]) -> None:
         f = self._family
