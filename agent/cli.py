@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from agent import config as config_mod
 from agent import logs
 from agent.errors import ConfigInvalid, ProbeUnavailable
+from agent.validate import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:9123"
 
@@ -28,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config.file", dest="config_file", default="lifeline.yaml", help="configuration file")
     run.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
                      help=f"HOST:PORT to serve HTTP on (default {DEFAULT_LISTEN})")
+    run.add_argument("--web.config.file", dest="web_config", default="",
+                     help="TLS and basic-auth settings in the Prometheus exporter-toolkit format")
+    run.add_argument("--config.watch-interval", dest="watch_interval", type=_seconds, default=0.0,
+                     help='reload when config files change, checking this often (e.g. "10s"; default off)')
     _log_flags(run)
 
     check = sub.add_parser("check", help="validate configuration files and print every error")
@@ -38,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
     _log_flags(demo)
     return parser
+
+
+def _seconds(text: str) -> float:
+    value = parse_duration(text) if text not in ("0", "") else 0.0
+    if value is None:
+        raise argparse.ArgumentTypeError(f'not a duration: {text!r} (use e.g. "10s")')
+    return value
 
 
 def _log_flags(parser: argparse.ArgumentParser) -> None:
@@ -64,18 +76,20 @@ def check(files: Sequence[str], out=None) -> int:
     return 1 if failed else 0
 
 
-def run(config_path: str, listen: str) -> int:
+def run(config_path: str, listen: str, web_config: str = "", watch_interval: float = 0.0) -> int:
+    from agent import webconfig
     from agent.app import Agent
 
     try:
         cfg = config_mod.load(config_path)
+        web = webconfig.load(web_config) if web_config else None
     except ConfigInvalid as exc:
-        print(f"lifeline: refusing to start, {config_path} is invalid:", file=sys.stderr)
+        print("lifeline: refusing to start, invalid configuration:", file=sys.stderr)
         for err in exc.errors:
             print(err, file=sys.stderr)
         return 1
     try:
-        agent = Agent(config_path, cfg, listen)
+        agent = Agent(config_path, cfg, listen, web=web, watch_interval=watch_interval)
         return asyncio.run(agent.run())
     except ProbeUnavailable as exc:
         print(f"lifeline: {exc}", file=sys.stderr)
@@ -102,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("run", "demo"):
         logs.configure(args.log_level, args.log_format)
     if args.command == "run":
-        return run(args.config_file, args.listen)
+        return run(args.config_file, args.listen, args.web_config, args.watch_interval)
     if args.command == "demo":
         from agent.demo import run_demo
 

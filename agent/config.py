@@ -104,12 +104,30 @@ class SchedulerSettings:
     max_in_flight: int = 2000
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadSettings:
+    # A reload that would take more than this share of the most urgent tier's
+    # targets out of it is refused: a truncated file must not silence hospitals.
+    max_p0_drop_ratio: float = 0.25
+    # Set in the new file when such a large removal is meant; remove it afterwards.
+    p0_drop_intended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    cache_ttl: float = 60.0  # seconds a resolved host name is reused
+    negative_ttl: float = 10.0  # retry failed names sooner, so a fixed DNS entry is noticed quickly
+
+
 @dataclass(frozen=True)
 class Config:
     tiers: dict[str, Tier]
     targets: tuple[Target, ...]
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    reload: ReloadSettings = field(default_factory=ReloadSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
     files: tuple[str, ...] = ()
+    include_patterns: tuple[str, ...] = ()  # absolute globs of targets_files, for the file watcher
     digest: str = ""  # sha256 over every file read, for the config info metric and no-op reloads
 
 
@@ -214,22 +232,26 @@ class _Loader:
             self.errors.extend(v.errors)
             return None
         profile_keys = {k.profiles_key: k for k in KINDS.values() if k.profiles_key}
-        top = v.mapping((), doc.data, ("tiers", "targets", "targets_files", "scheduler", *profile_keys))
+        top = v.mapping((), doc.data, ("tiers", "targets", "targets_files", "scheduler", "reload", "dns",
+                                       *profile_keys))
         if top is None:
             self.errors.extend(v.errors)
             return None
         tiers = parse_tiers(v, top.get("tiers"), ("tiers",))
         scheduler = self._scheduler(v, top.get("scheduler"))
+        reload = self._reload(v, top.get("reload"))
+        dns = self._dns(v, top.get("dns"))
         profiles = {key: kind.parse_profiles(v, top[key], (key,)) if kind.parse_profiles else {}
                     for key, kind in profile_keys.items() if key in top}
         targets = self._targets(v, top.get("targets"), ("targets",), tiers, profiles)
-        includes = self._include(v, top.get("targets_files"), os.path.dirname(path))
+        includes, patterns = self._include(v, top.get("targets_files"), os.path.dirname(path))
         self.errors.extend(v.errors)
         for extra in includes:
             targets.extend(self._targets_file(extra, tiers, profiles))
         self._check_duplicates(targets)
         return Config(tiers=tiers, targets=tuple(t for t, _, _ in targets), scheduler=scheduler,
-                      files=tuple(self.files), digest=self.digest.hexdigest())
+                      reload=reload, dns=dns, files=tuple(self.files), include_patterns=tuple(patterns),
+                      digest=self.digest.hexdigest())
 
     def _scheduler(self, v: Validator, raw: Any) -> SchedulerSettings:
         if raw is None:
@@ -240,20 +262,44 @@ class _Loader:
         n = v.integer(("scheduler", "max_in_flight"), f["max_in_flight"], lo=1, hi=1_000_000)
         return SchedulerSettings(max_in_flight=n or SchedulerSettings.max_in_flight)
 
-    def _include(self, v: Validator, raw: Any, base: str) -> list[str]:
+    def _reload(self, v: Validator, raw: Any) -> ReloadSettings:
+        f = v.mapping(("reload",), raw, ("max_p0_drop_ratio", "p0_drop_intended")) if raw is not None else None
+        if not f:
+            return ReloadSettings()
+        ratio = v.ratio(("reload", "max_p0_drop_ratio"), f.get("max_p0_drop_ratio", 0.25))
+        intended = f.get("p0_drop_intended", False)
+        if not isinstance(intended, bool):
+            v.error(("reload", "p0_drop_intended"), f"must be true or false (got {intended!r})")
+            intended = False
+        return ReloadSettings(max_p0_drop_ratio=0.25 if ratio is None else ratio, p0_drop_intended=intended)
+
+    def _dns(self, v: Validator, raw: Any) -> DnsSettings:
+        f = v.mapping(("dns",), raw, ("cache_ttl", "negative_ttl")) if raw is not None else None
+        if not f:
+            return DnsSettings()
+        out = {}
+        for key in f:
+            seconds = v.duration(("dns", key), f[key], lo=0.0, hi=86400)
+            if seconds is not None:
+                out[key] = seconds
+        return DnsSettings(**out)
+
+    def _include(self, v: Validator, raw: Any, base: str) -> tuple[list[str], list[str]]:
         if raw is None:
-            return []
-        patterns = v.seq(("targets_files",), raw)
+            return [], []
+        items = v.seq(("targets_files",), raw)
         files: list[str] = []
-        for i, pattern in enumerate(patterns or []):
+        patterns: list[str] = []
+        for i, pattern in enumerate(items or []):
             pattern = v.string(("targets_files", i), pattern)
             if pattern:
                 full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+                patterns.append(os.path.abspath(full))
                 matches = sorted(glob.glob(full))
                 if not matches and not glob.has_magic(pattern):
                     v.error(("targets_files", i), f"file not found: {full}")
                 files.extend(matches)
-        return files
+        return files, patterns
 
     def _targets_file(self, path: str, tiers: dict[str, Tier],
                       profiles: dict[str, dict[str, Any]]) -> list[tuple[Target, str, str]]:

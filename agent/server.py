@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from agent.webconfig import WebConfig
+
 log = structlog.get_logger("lifeline.server")
 
 INDEX = """<!doctype html>
@@ -50,6 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
               headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
+        for k, v in self.server.web.headers.items():
+            self.send_header(k, v)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
@@ -58,7 +62,15 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _authorized(self) -> bool:
+        if self.server.web.authorized(self.headers.get("Authorization")):
+            return True
+        self._send(401, b"Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="lifeline"'})
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if not self._authorized():
+            return
         routes = self.server.routes
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
@@ -81,6 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:  # noqa: N802
+        if not self._authorized():
+            return
         path = self.path.split("?", 1)[0]
         if path != "/-/reload":
             self._send(405 if path in ("/metrics", "/", "/-/healthy", "/-/ready") else 404, b"Not allowed\n")
@@ -94,8 +108,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], routes: Routes, max_threads: int) -> None:
+    def __init__(self, address: tuple[str, int], routes: Routes, max_threads: int, web: WebConfig) -> None:
         self.routes = routes
+        self.web = web
         self._slots = threading.BoundedSemaphore(max_threads)
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
@@ -110,6 +125,16 @@ class _Server(ThreadingHTTPServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
+            if self.web.tls is not None:
+                # Handshake here, in the connection's own thread, so a slow or broken
+                # client cannot hold up accepting the next connection.
+                request.settimeout(_Handler.timeout)
+                try:
+                    request = self.web.tls.wrap_socket(request, server_side=True)
+                except (OSError, ValueError) as exc:
+                    log.debug("tls_handshake_failed", client=client_address[0], error=str(exc))
+                    self.shutdown_request(request)
+                    return
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
@@ -125,8 +150,8 @@ def parse_listen_address(value: str) -> tuple[str, int]:
 
 
 class HttpServer:
-    def __init__(self, listen: str, routes: Routes, max_threads: int = 32) -> None:
-        self._server = _Server(parse_listen_address(listen), routes, max_threads)
+    def __init__(self, listen: str, routes: Routes, max_threads: int = 32, web: WebConfig | None = None) -> None:
+        self._server = _Server(parse_listen_address(listen), routes, max_threads, web or WebConfig())
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

@@ -13,8 +13,6 @@ from typing import Any, ClassVar
 from probes.base import REASON_RESOLVE, REASON_TIMEOUT, ProbeResult
 from probes.icmp_engine import IcmpEngine
 
-RESOLVE_TTL = 60.0  # seconds a resolved name is reused
-RESOLVE_NEGATIVE_TTL = 10.0  # retry failed names sooner, so a fixed DNS entry is noticed quickly
 
 
 @dataclass(slots=True)
@@ -45,7 +43,10 @@ class IcmpResult(ProbeResult):
 class Resolver:
     """Resolves target addresses through the event loop's getaddrinfo, with a small cache."""
 
-    def __init__(self, clock=time.monotonic, getaddrinfo=None) -> None:
+    def __init__(self, clock=time.monotonic, getaddrinfo=None, ttl: float = 60.0,
+                 negative_ttl: float = 10.0) -> None:
+        self.ttl = ttl  # seconds a resolved name is reused
+        self.negative_ttl = negative_ttl  # failed names are retried sooner
         self._cache: dict[str, tuple[float, tuple[int, str] | None]] = {}
         self._clock = clock
         self._getaddrinfo = getaddrinfo  # injectable: tests cannot use real DNS here
@@ -71,7 +72,7 @@ class Resolver:
             if family in (socket.AF_INET, socket.AF_INET6):
                 answer = (family, ipaddress.ip_address(sockaddr[0].split("%", 1)[0]).compressed)
                 break
-        ttl = RESOLVE_TTL if answer else RESOLVE_NEGATIVE_TTL
+        ttl = self.ttl if answer else self.negative_ttl
         self._cache[address] = (now + ttl, answer)
         if len(self._cache) > 100_000:  # names removed from config must not pile up forever
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
@@ -98,6 +99,10 @@ class IcmpProbe:
 
     async def close(self) -> None:
         await self.engine.close()
+
+    def configure(self, config: Any) -> None:
+        self.resolver.ttl = config.dns.cache_ttl
+        self.resolver.negative_ttl = config.dns.negative_ttl
 
     async def run(self, target: Any, tier: Any) -> IcmpResult:
         started = time.monotonic()

@@ -91,13 +91,15 @@ def require_root() -> None:
 class AgentProcess:
     """``lifeline run`` as a real subprocess on a free loopback port."""
 
-    def __init__(self, config_path: str, extra_args: list[str] | None = None, env: dict[str, str] | None = None):
+    def __init__(self, config_path: str, extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 ready_check: Callable[[AgentProcess], bool] | None = None, wrapper: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = config_path + f".{self.port}.log"
         self._log = open(self.log_path, "wb")
+        self._ready_check = ready_check
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config.file", config_path,
+            [*(wrapper or []), sys.executable, "-m", "agent.cli", "run", "--config.file", config_path,
              "--web.listen-address", f"127.0.0.1:{self.port}", "--log.format", "json", *(extra_args or [])],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
         )
@@ -106,6 +108,8 @@ class AgentProcess:
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"agent exited with {self.proc.returncode}: {self.log()}")
+        if self._ready_check is not None:
+            return self._ready_check(self)
         return http_get(self.url + "/-/ready", timeout=1)[0] == 200
 
     def metrics(self) -> str:

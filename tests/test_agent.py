@@ -91,7 +91,7 @@ def test_reload_by_post_and_sighup_and_invalid_file_keeps_old(agent_factory, tmp
     wait_for(lambda: _up(agent, target="putuo-hospital") == 1, 5, "first cycle")
     before = value(agent.metrics(), "lifeline_icmp_requests_total", target="putuo-hospital")
 
-    path.write_text(_config(LOOPBACK + "  - {name: new-clinic, address: 127.0.0.77, tier: P0}\n"))
+    path.write_text(_config(LOOPBACK + "  - {name: new-clinic, address: 127.0.0.77, tier: P2}\n"))
     status, body = http_post(agent.url + "/-/reload")
     assert status == 200 and b"1 jobs added" in body
     wait_for(lambda: _up(agent, target="new-clinic") == 1, 5, "added target probed")
@@ -110,6 +110,32 @@ def test_reload_by_post_and_sighup_and_invalid_file_keeps_old(agent_factory, tmp
     agent.reload_signal()
     wait_for(lambda: "new-clinic" not in agent.metrics(), 5, "removed target gone from /metrics")
     assert value(agent.metrics(), "lifeline_config_last_reload_successful") == 1
+
+
+def test_reload_that_drops_most_p0_targets_is_refused_unless_intended(agent_factory, tmp_path):
+    p0 = "".join(f"  - {{name: hospital-{i}, address: 127.0.5.{i}, tier: P0}}\n" for i in range(1, 9))
+    agent = agent_factory(_config(p0))
+    path = tmp_path / "lifeline.yaml"
+    truncated = "".join(p0.splitlines(keepends=True)[:2])  # an admin's editor saved 2 of 8 lines
+    path.write_text(_config(truncated))
+    status, body = http_post(agent.url + "/-/reload")
+    assert status == 500
+    assert b"refused: 6 of 8 P0 targets (75%) would leave P0" in body
+    text = agent.metrics()
+    assert value(text, "lifeline_config_last_reload_successful") == 0
+    assert value(text, "lifeline_tier_targets", tier="P0") == 8
+    path.write_text("reload: {p0_drop_intended: true}\n" + _config(truncated))
+    status, body = http_post(agent.url + "/-/reload")
+    assert status == 200, body
+    wait_for(lambda: value(agent.metrics(), "lifeline_tier_targets", tier="P0") == 2, 5, "P0 shrunk to 2")
+
+
+def test_file_watch_reloads_on_change(agent_factory, tmp_path):
+    agent = agent_factory(_config(LOOPBACK), extra_args=["--config.watch-interval", "200ms"])
+    path = tmp_path / "lifeline.yaml"
+    path.write_text(_config(LOOPBACK + "  - {name: watched, address: 127.0.0.88, tier: P1}\n"))
+    wait_for(lambda: _up(agent, target="watched") == 1, 8, "watched file change to be applied")
+    assert '"trigger": "file_change"' in agent.log()
 
 
 def test_sigterm_stops_fast(agent_factory):

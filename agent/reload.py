@@ -1,0 +1,120 @@
+"""Reloading: validate first, refuse dangerous changes, apply as a diff, watch files.
+
+A reload never interrupts monitoring. The new files are parsed off the event
+loop; any error keeps the running configuration. A reload that would take
+more than ``reload.max_p0_drop_ratio`` of the most urgent tier's targets out
+of that tier is refused unless the new file sets ``reload.p0_drop_intended``:
+an admin's truncated save at 2 a.m. must not silence the hospitals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import structlog
+
+from agent import config as config_mod
+from agent.errors import ConfigInvalid
+
+log = structlog.get_logger("lifeline.reload")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+
+
+def urgent_targets(cfg: config_mod.Config) -> set[str]:
+    """Names of targets in the most urgent tier(s): priority 0, i.e. P0 unless redefined."""
+    urgent = {name for name, tier in cfg.tiers.items() if tier.priority == 0}
+    return {t.name for t in cfg.targets if t.tier in urgent}
+
+
+def guard(old: config_mod.Config, new: config_mod.Config) -> str | None:
+    """Why ``new`` must not replace ``old``, or None."""
+    before = urgent_targets(old)
+    if not before or new.reload.p0_drop_intended:
+        return None
+    dropped = before - urgent_targets(new)
+    ratio = len(dropped) / len(before)
+    if ratio > new.reload.max_p0_drop_ratio:
+        sample = ", ".join(sorted(dropped)[:5]) + (" ..." if len(dropped) > 5 else "")
+        return (f"refused: {len(dropped)} of {len(before)} P0 targets ({ratio:.0%}) would leave P0, above "
+                f"reload.max_p0_drop_ratio ({new.reload.max_p0_drop_ratio:.0%}): {sample}. If this is intended, "
+                f"set reload.p0_drop_intended: true in the new file and reload again")
+    return None
+
+
+class Reloader:
+    """Serialises reloads and owns the optional file watcher."""
+
+    def __init__(self, path: str, current: Callable[[], config_mod.Config],
+                 apply: Callable[[config_mod.Config], Awaitable[tuple[int, int, int]]],
+                 failed: Callable[[], None]) -> None:
+        self.path = path
+        self._current = current
+        self._apply = apply
+        self._failed = failed
+        self._lock = asyncio.Lock()
+        # Parsing 10k targets takes a while: do it off the loop, one file set at a time.
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config")
+
+    async def reload(self, trigger: str) -> Outcome:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            try:
+                new = await loop.run_in_executor(self._parser, config_mod.load, self.path)
+            except ConfigInvalid as exc:
+                self._failed()
+                for err in exc.errors:
+                    log.error("config_error", file=err.file, line=err.line, path=err.path, message=err.message)
+                log.error("reload_failed", trigger=trigger, errors=len(exc.errors))
+                return Outcome(False, f"reload failed, old configuration kept:\n{exc}")
+            old = self._current()
+            if new.digest == old.digest:
+                log.info("reload_unchanged", trigger=trigger)
+                return Outcome(True, "configuration unchanged")
+            refusal = guard(old, new)
+            if refusal:
+                self._failed()
+                log.error("reload_refused", trigger=trigger, reason=refusal)
+                return Outcome(False, refusal)
+            added, removed, kept = await self._apply(new)
+            log.info("reload_applied", trigger=trigger, added=added, removed=removed, kept=kept,
+                     targets=len(new.targets))
+            return Outcome(True, f"reloaded: {added} jobs added, {removed} removed, {kept} kept")
+
+    def _signature(self) -> tuple[tuple[str, int, int], ...]:
+        cfg = self._current()
+        paths = {self.path, *cfg.files}
+        for pattern in cfg.include_patterns:
+            paths.update(glob.glob(pattern))
+        out = []
+        for p in sorted(paths):
+            try:
+                st = os.stat(p)
+                out.append((p, st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append((p, -1, -1))
+        return tuple(out)
+
+    async def watch(self, interval: float) -> None:
+        """Reload when any config file, or the set of files the globs match, changes."""
+        loop = asyncio.get_running_loop()
+        seen = await loop.run_in_executor(self._parser, self._signature)
+        while True:
+            await asyncio.sleep(interval)
+            now = await loop.run_in_executor(self._parser, self._signature)
+            if now != seen:
+                # Whatever the outcome, wait for the next change rather than retrying a broken file.
+                seen = now
+                await self.reload("file_change")
+
+    def close(self) -> None:
+        self._parser.shutdown(wait=False)
