@@ -162,6 +162,7 @@ class AgentStatus:
     reload_success_time: float = 0.0
     icmp_ignored: dict[str, int] = field(default_factory=dict)
     scheduler_stats: Callable[[], dict[str, Any]] | None = None
+    tasks: int = 0  # asyncio tasks, sampled on the loop (all_tasks() is not safe from this thread)
 
 
 class MetricsStore:
@@ -365,6 +366,8 @@ class MetricsStore:
         out.append(f"lifeline_scheduler_in_flight {sched.get('in_flight', 0)}")
         f(out, "lifeline_scheduler_queued", "gauge", "Due cycles waiting for a free slot.")
         out.append(f"lifeline_scheduler_queued {sched.get('queued', 0)}")
+        f(out, "lifeline_asyncio_tasks", "gauge", "asyncio tasks alive in the agent (leak watch).")
+        out.append(f"lifeline_asyncio_tasks {st.tasks}")
         f(out, "lifeline_icmp_replies_ignored_total", "counter",
           "ICMP packets received that matched no outstanding echo, by reason.")
         out.extend(f'lifeline_icmp_replies_ignored_total{{reason="{r}"}} {n}'
