@@ -1,0 +1,237 @@
+"""Real Prometheus and Alertmanager (Debian packages) plus a webhook receiver, on loopback.
+
+Each component runs from a temporary directory on a free 127.0.0.1 port and is
+stopped by its owner. The configs are the shipped ones (rules/lifeline.rules.yml,
+deploy/alertmanager.yml) with only what a local run must change: receivers'
+webhooks point at our receiver, e-mail is dropped (no SMTP here), and optional
+shorter scrape/evaluation intervals. Used by the e2e test and by scripts/stack,
+so what the stack runs is what the test proves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import yaml
+
+from tests.helpers import ROOT, free_port, require_tool, wait_for
+
+RULES = os.path.join(ROOT, "rules", "lifeline.rules.yml")
+ALERTMANAGER_CONFIG = os.path.join(ROOT, "deploy", "alertmanager.yml")
+HOST = "127.0.0.1"
+
+
+# ---------------------------------------------------------------- webhook receiver
+
+@dataclass
+class Notification:
+    received: float  # time.monotonic()
+    receiver: str  # from the URL path, which names the Alertmanager receiver
+    payload: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return self.payload.get("status", "")
+
+    def alerts(self, **labels: str) -> list[dict[str, Any]]:
+        return [a for a in self.payload.get("alerts", [])
+                if all(a.get("labels", {}).get(k) == v for k, v in labels.items())]
+
+
+@dataclass
+class WebhookReceiver:
+    """Records every Alertmanager webhook POST; ``url(name)`` is the address for receiver ``name``."""
+
+    on_notification: Callable[[Notification], None] | None = None
+    notifications: list[Notification] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                note = Notification(time.monotonic(), self.path.strip("/"), json.loads(body or b"{}"))
+                with receiver._lock:
+                    receiver.notifications.append(note)
+                if receiver.on_notification:
+                    receiver.on_notification(note)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True)
+        self._thread.start()
+
+    def url(self, receiver: str) -> str:
+        return f"http://{HOST}:{self.port}/{receiver}"
+
+    def matching(self, receiver: str | None = None, status: str | None = None, **labels: str) -> list[Notification]:
+        with self._lock:
+            notes = list(self.notifications)
+        return [n for n in notes if (receiver is None or n.receiver == receiver)
+                and (status is None or n.status == status) and n.alerts(**labels)]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# ---------------------------------------------------------------- processes
+
+class _Process:
+    name = "process"
+
+    def __init__(self, workdir: str) -> None:
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log_path = os.path.join(workdir, f"{self.name}.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self, args: list[str]) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_for(self._ready, 30, f"{self.name} on {self.url} (log {self.log_path})", interval=0.1)
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+        return get(f"{self.url}/-/ready", timeout=1)[0] == 200
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def alertmanager_config(webhook: WebhookReceiver, source: str = ALERTMANAGER_CONFIG) -> dict[str, Any]:
+    """The shipped config with every receiver's webhooks pointed at ``webhook`` and e-mail removed."""
+    with open(source, encoding="utf-8") as fh:
+        config = yaml.safe_load(fh)
+    config["global"] = {k: v for k, v in config.get("global", {}).items() if not k.startswith("smtp_")}
+    for receiver in config["receivers"]:
+        name = receiver["name"]
+        hooks = receiver.get("webhook_configs") or [{}]
+        receiver.clear()
+        receiver["name"] = name
+        receiver["webhook_configs"] = [{**hooks[0], "url": webhook.url(name), "send_resolved": True}]
+    return config
+
+
+class Alertmanager(_Process):
+    name = "alertmanager"
+
+    def __init__(self, workdir: str, config: dict[str, Any]) -> None:
+        super().__init__(workdir)
+        self.exe = require_tool("prometheus-alertmanager", "prometheus-alertmanager")
+        self.config_path = os.path.join(workdir, "alertmanager.yml")
+        with open(self.config_path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh, sort_keys=False)
+
+    def start(self) -> Alertmanager:
+        # An empty cluster address turns gossip off: no listener beyond our loopback port.
+        self._start([self.exe, f"--config.file={self.config_path}", f"--storage.path={self.dir}/data",
+                     f"--web.listen-address={HOST}:{self.port}", "--cluster.listen-address=",
+                     "--log.level=info"])
+        return self
+
+
+def rules_with_interval(interval: str | None, source: str = RULES) -> dict[str, Any]:
+    """The shipped rules; with ``interval``, every group evaluated that often (tests need minutes, not hours)."""
+    with open(source, encoding="utf-8") as fh:
+        rules = yaml.safe_load(fh)
+    if interval:
+        for group in rules["groups"]:
+            group["interval"] = interval
+    return rules
+
+
+class Prometheus(_Process):
+    name = "prometheus"
+
+    def __init__(self, workdir: str, agent_targets: list[str], alertmanager_url: str | None, *,
+                 scrape_interval: str = "5s", evaluation_interval: str = "5s",
+                 rule_interval: str | None = None) -> None:
+        super().__init__(workdir)
+        self.exe = require_tool("prometheus", "prometheus")
+        rules_path = os.path.join(workdir, "lifeline.rules.yml")
+        with open(rules_path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(rules_with_interval(rule_interval), fh, sort_keys=False)
+        config: dict[str, Any] = {
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+            "rule_files": [rules_path],
+            "scrape_configs": [{
+                "job_name": "lifeline",  # the rules' agent alerts select this job
+                "scrape_interval": scrape_interval,
+                "scrape_timeout": scrape_interval,
+                "static_configs": [{"targets": agent_targets}],
+            }],
+        }
+        if alertmanager_url:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{
+                "targets": [urllib.parse.urlparse(alertmanager_url).netloc]}]}]}
+        self.config_path = os.path.join(workdir, "prometheus.yml")
+        with open(self.config_path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh, sort_keys=False)
+
+    def start(self) -> Prometheus:
+        self._start([self.exe, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir}/data",
+                     f"--web.listen-address={HOST}:{self.port}", "--storage.tsdb.retention.time=1d",
+                     "--log.level=info"])
+        return self
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query; the result vector (or raises with Prometheus's error)."""
+        status, body = get(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}), timeout=10)
+        data = json.loads(body)
+        if status != 200 or data.get("status") != "success":
+            raise AssertionError(f"query {expr!r} failed: {data.get('error', body[:200])}")
+        result = data["data"]["result"]
+        return result if data["data"]["resultType"] == "vector" else [{"value": result}]
+
+    def targets_up(self) -> bool:
+        return bool(self.query('up{job="lifeline"} == 1'))
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def clean(workdir: str) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
