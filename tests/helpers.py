@@ -67,6 +67,17 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return out
 
 
+def series(text: str, name: str) -> dict[str, float]:
+    """{label text: value} of every sample of ``name``; a fast scan for big expositions."""
+    prefix = name + "{"
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            labels, _, val = line[len(prefix):].rpartition("} ")
+            out[labels] = float(val)
+    return out
+
+
 def value(text_or_samples: Any, name: str, **labels: str) -> float | None:
     """The value of the one sample named ``name`` whose labels include ``labels``, or None."""
     data = samples(text_or_samples) if isinstance(text_or_samples, str) else text_or_samples
