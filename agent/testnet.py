@@ -65,6 +65,10 @@ class TestNet:
             for addr in self.hosts:
                 _run(*ns, "addr", "add", f"{addr}/24", "dev", inner)
             _run(*ns, "route", "add", "default", "via", self.gateway)
+            # If the veth goes down (link-fault tests), its connected route vanishes and traffic
+            # to these test addresses would follow the default route off the machine. This
+            # fallback route keeps it local: it fails with "unreachable" instead.
+            _run("ip", "route", "add", "unreachable", f"{self.prefix}0/24", "metric", "4000")
             self._apply()
         except Exception:
             self.destroy()
@@ -110,6 +114,8 @@ class TestNet:
         _run("ip", "link", "set", self.veth + "a", "up" if up else "down")
 
     def destroy(self) -> None:
+        subprocess.run(["ip", "route", "del", "unreachable", f"{self.prefix}0/24", "metric", "4000"],
+                       capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.veth + "a"], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
 

@@ -114,7 +114,11 @@ class AgentProcess:
              "--web.listen-address", f"127.0.0.1:{self.port}", "--log.format", "json", *(extra_args or [])],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
         )
-        wait_for(self._ready, 20, f"agent on port {self.port} to become ready (log: {self.log_path})")
+        try:
+            wait_for(self._ready, 20, f"agent on port {self.port} to become ready (log: {self.log_path})")
+        except BaseException:
+            self.stop()  # never leave an agent running behind a failed test
+            raise
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
