@@ -56,6 +56,8 @@ class WebhookReceiver:
     on_notification: Callable[[Notification], None] | None = None
     notifications: list[Notification] = field(default_factory=list)
 
+    port: int = 0  # 0: any free port
+
     def __post_init__(self) -> None:
         receiver = self
 
@@ -74,7 +76,7 @@ class WebhookReceiver:
                 pass
 
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True)
         self._thread.start()
@@ -98,10 +100,10 @@ class WebhookReceiver:
 class _Process:
     name = "process"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, port: int | None = None) -> None:
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log_path = os.path.join(workdir, f"{self.name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -151,8 +153,8 @@ def alertmanager_config(webhook: WebhookReceiver, source: str = ALERTMANAGER_CON
 class Alertmanager(_Process):
     name = "alertmanager"
 
-    def __init__(self, workdir: str, config: dict[str, Any]) -> None:
-        super().__init__(workdir)
+    def __init__(self, workdir: str, config: dict[str, Any], port: int | None = None) -> None:
+        super().__init__(workdir, port)
         self.exe = require_tool("prometheus-alertmanager", "prometheus-alertmanager")
         self.config_path = os.path.join(workdir, "alertmanager.yml")
         with open(self.config_path, "w", encoding="utf-8") as fh:
@@ -181,8 +183,8 @@ class Prometheus(_Process):
 
     def __init__(self, workdir: str, agent_targets: list[str], alertmanager_url: str | None, *,
                  scrape_interval: str = "5s", evaluation_interval: str = "5s",
-                 rule_interval: str | None = None) -> None:
-        super().__init__(workdir)
+                 rule_interval: str | None = None, port: int | None = None) -> None:
+        super().__init__(workdir, port)
         self.exe = require_tool("prometheus", "prometheus")
         rules_path = os.path.join(workdir, "lifeline.rules.yml")
         with open(rules_path, "w", encoding="utf-8") as fh:
