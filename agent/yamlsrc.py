@@ -9,6 +9,8 @@ document is bounded.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,13 +54,19 @@ class Document:
         return self.lines.get((), 1)
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_<>-]+")
+
+
 def format_path(path: Path) -> str:
+    """targets[3].snmp.version; keys that are not plain words are quoted: labels["circuit id"]."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
-        else:
+        elif isinstance(part, str) and _PLAIN_KEY.fullmatch(part):
             out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(str(part), ensure_ascii=False)}]"
     return out or "(document)"
 
 
@@ -146,9 +154,10 @@ def parse(text: str | bytes, file: str) -> Document:
             raise SourceError(line, "file is not valid UTF-8 text") from None
     if "\x00" in text:
         raise SourceError(text[: text.index("\x00")].count("\n") + 1, "file contains NUL bytes (binary file?)")
-    loader = yaml.SafeLoader(text)
     lines: dict[Path, int] = {(): 1}
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader rejects non-printable characters right here
         root = loader.get_single_node()
         if root is None:
             return Document(file, None, lines)
@@ -159,7 +168,8 @@ def parse(text: str | bytes, file: str) -> Document:
     except RecursionError:
         raise SourceError(1, f"nesting deeper than {MAX_DEPTH} levels") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return Document(file, data, lines)
 
 
