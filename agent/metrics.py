@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from agent.config import Config, Target, Tier
 from probes.base import ProbeResult
 from probes.icmp import IcmpResult
+from probes.registry import KINDS
 from probes.snmp import SnmpResult
 
 # smokeping_prober's buckets: 50 µs doubling, up to ~1.6 s.
@@ -135,6 +136,7 @@ class TargetState:
     up_key: str  # key plus category and site
     info_key: str
     up: int | None = None
+    failing: int = 0  # consecutive failed cycles of the probe that decides `up`
     icmp: IcmpState | None = None
     success: dict[str, int] = field(default_factory=dict)
     last_run: dict[str, float] = field(default_factory=dict)
@@ -174,6 +176,7 @@ class MetricsStore:
         self.tiers: dict[str, Tier] = {}
         self.lag: dict[str, Histogram] = {}
         self.cycle: dict[tuple[str, str], Histogram] = {}
+        self.in_use: list[tuple[str, str]] = []
         self._clock = clock
 
     def apply_config(self, config: Config) -> None:
@@ -187,12 +190,15 @@ class MetricsStore:
                 state = _target_state(target)
                 state.icmp = old.icmp if state.icmp is not None else None
                 state.up, state.success, state.failures = old.up, old.success, old.failures
+                state.failing = old.failing
                 state.last_run, state.extra = old.last_run, old.extra
                 fresh[target.name] = state
             else:
                 fresh[target.name] = _target_state(target)
         self.targets = fresh  # one assignment: the render thread sees old or new, never half
         self.tiers = dict(config.tiers)
+        # (tier, probe) pairs in use: their skip counters are exported from zero, so increase() sees the first.
+        self.in_use = sorted({(t.tier, k) for t in config.targets for k in t.probes})
         for tier in config.tiers:
             self.lag.setdefault(tier, Histogram(LAG_BUCKETS))
 
@@ -214,6 +220,7 @@ class MetricsStore:
             snmp.record(result)
         if kind == ("icmp" if state.icmp is not None else target.probes[0]):
             state.up = int(result.ok)
+            state.failing = 0 if result.ok else state.failing + 1
         self.lag.setdefault(target.tier, Histogram(LAG_BUCKETS)).observe(max(lag, 0.0))
         key = (target.tier, kind)
         hist = self.cycle.get(key)
@@ -242,6 +249,9 @@ class MetricsStore:
         f = self._family
         f(out, "lifeline_target_up", "gauge", "1 if the target answered its last probe cycle, else 0.")
         out.extend(f"lifeline_target_up{{{s.up_key}}} {s.up}" for s in states if s.up is not None)
+        f(out, "lifeline_target_consecutive_failures", "gauge",
+          "Failed cycles in a row of the probe that decides lifeline_target_up; 0 when it last succeeded.")
+        out.extend(f"lifeline_target_consecutive_failures{{{s.key}}} {s.failing}" for s in states if s.up is not None)
         f(out, "lifeline_target_info", "gauge", "Target metadata; value is always 1.")
         out.extend(f"lifeline_target_info{{{s.info_key}}} 1" for s in states)
         f(out, "lifeline_probe_success", "gauge", "1 if the last cycle of this probe succeeded.")
@@ -348,6 +358,9 @@ class MetricsStore:
         ):
             f(out, name, "gauge", help_text)
             out.extend(f'{name}{{tier="{escape(t.name)}"}} {fmt(getattr(t, attr))}' for t in tiers)
+        f(out, "lifeline_tier_probe_interval_seconds", "gauge", "How often each probe kind runs in the tier.")
+        out.extend(f'lifeline_tier_probe_interval_seconds{{tier="{escape(t.name)}",probe="{k}"}} '
+                   f"{fmt(KINDS[k].interval(t))}" for t in tiers for k in sorted(KINDS))
 
     def _render_self(self, out: list[str]) -> None:
         f, st = self._family, self.status
@@ -360,8 +373,9 @@ class MetricsStore:
         sched = st.scheduler_stats() if st.scheduler_stats else {}
         f(out, "lifeline_scheduler_skipped_cycles_total", "counter",
           "Cycles not run because the agent fell behind or the previous cycle was still running.")
+        skipped = {**dict.fromkeys(self.in_use, 0), **sched.get("skipped", {})}
         out.extend(f'lifeline_scheduler_skipped_cycles_total{{tier="{escape(t)}",probe="{k}"}} {n}'
-                   for (t, k), n in sorted(sched.get("skipped", {}).items()))
+                   for (t, k), n in sorted(skipped.items()))
         f(out, "lifeline_scheduler_in_flight", "gauge", "Probe cycles running now.")
         out.append(f"lifeline_scheduler_in_flight {sched.get('in_flight', 0)}")
         f(out, "lifeline_scheduler_queued", "gauge", "Due cycles waiting for a free slot.")

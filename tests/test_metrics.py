@@ -57,6 +57,13 @@ def test_exposition_passes_promtool_and_has_the_contract():
     assert value(s, "lifeline_tier_loss_warn_ratio", tier="P0") == pytest.approx(0.02)
     assert value(s, "lifeline_scheduler_lag_seconds_count", tier="P0") == 1
     assert value(s, "lifeline_build_info") == 1
+    assert value(s, "lifeline_target_consecutive_failures", target="gov-cloud") == 1
+    assert value(s, "lifeline_target_consecutive_failures", target="putuo-hospital") == 0
+    assert value(s, "lifeline_tier_probe_interval_seconds", tier="P0", probe="icmp") == 5
+    assert value(s, "lifeline_tier_probe_interval_seconds", tier="P0", probe="snmp") == 15
+    # Exported from zero for every tier/probe in use, so increase() sees the first skip.
+    assert value(s, "lifeline_scheduler_skipped_cycles_total", tier="P1", probe="icmp") == 0
+    assert value(s, "lifeline_scheduler_skipped_cycles_total", tier="P3", probe="icmp") is None
 
 
 def test_rtt_histogram_buckets_are_cumulative():
