@@ -142,7 +142,9 @@ def parse_settings(v: Validator, raw: Any, path: Path,
         return None
     own = _fields(v, path, f)
     base: dict[str, Any] = {}
-    profile = f.get("profile")
+    # No profile named: snmp_profiles.default (when defined) is the base, so a target that
+    # only overrides its port still inherits the credentials.
+    profile = f.get("profile", "default" if "default" in profiles else None)
     if profile is not None:
         if not isinstance(profile, str) or profile not in profiles:
             known = ", ".join(sorted(profiles)) or "none are defined under snmp_profiles"

@@ -152,3 +152,20 @@ def test_custom_tier_inherits_and_validates(tmp_path):
                             "targets:\n  - {name: a, address: 127.0.0.1, tier: P4}\n")
     tier = config_mod.load(path).tiers["P4"]
     assert tier.interval == 120 and tier.priority > config_mod.DEFAULT_TIERS["P3"].priority
+
+
+SNMP_ENV = {"LIFELINE_SNMP_COMMUNITY": "c0mmunity-Xq7", "LIFELINE_SNMP_AUTH_KEY": "auth-Key-9fz1",
+            "LIFELINE_SNMP_PRIV_KEY": "priv-Key-4kd8"}
+
+
+def test_snmp_example_is_valid_and_never_shows_its_secrets(monkeypatch):
+    for k, v in SNMP_ENV.items():
+        monkeypatch.setenv(k, v)
+    path = os.path.join(ROOT, "examples", "snmp.yaml")
+    out = io.StringIO()
+    assert check([path], out) == 0, out.getvalue()
+    cfg = config_mod.load(path)
+    dump = repr(cfg) + str(cfg) + out.getvalue()
+    assert "gov-cloud-core-uplink" in dump  # the dump is real; only the secret values are hidden
+    for secret in SNMP_ENV.values():
+        assert secret not in dump
