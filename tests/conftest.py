@@ -8,7 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from agent.testnet import TestNet, available
-from tests.helpers import AgentProcess
+from tests.helpers import AgentProcess, require_root
+
+
+@pytest.fixture(scope="session")
+def needs_root() -> None:
+    """Fail loudly (not skip) when not root: raw ICMP and namespaces are what these tests test."""
+    require_root()
 
 
 @pytest.fixture

@@ -8,14 +8,9 @@ import time
 
 import pytest
 
-from tests.helpers import http_get, http_post, require_root, require_tool, samples, value, wait_for
+from tests.helpers import http_get, http_post, require_tool, samples, value, wait_for
 
-pytestmark = pytest.mark.usefixtures("_root")
-
-
-@pytest.fixture(scope="module")
-def _root():
-    require_root()
+pytestmark = pytest.mark.usefixtures("needs_root")
 
 
 FAST = """

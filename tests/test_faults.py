@@ -8,14 +8,9 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import require_root, require_tool, series, value, wait_for
+from tests.helpers import require_tool, series, value, wait_for
 
-pytestmark = pytest.mark.usefixtures("_root")
-
-
-@pytest.fixture(scope="module")
-def _root():
-    require_root()
+pytestmark = pytest.mark.usefixtures("needs_root")
 
 
 TIERS = """

@@ -12,14 +12,8 @@ import pytest
 from agent.config import DEFAULT_TIERS
 from probes.icmp import IcmpProbe, Resolver
 from probes.icmp_engine import IcmpEngine
-from tests.helpers import require_root
 
-pytestmark = pytest.mark.usefixtures("_root")
-
-
-@pytest.fixture(scope="module")
-def _root():
-    require_root()
+pytestmark = pytest.mark.usefixtures("needs_root")
 
 
 def run(coro):
@@ -83,14 +77,7 @@ def test_concurrent_cycles_get_their_own_replies():
 
 
 def test_probe_reports_rtt_stats_and_jitter():
-    async def main():
-        probe = IcmpProbe(engine=IcmpEngine(mode="raw"))
-        await probe.start()
-        try:
-            return await probe.run(_Target("127.0.0.1"), tier(packets=4, packet_interval=0.01))
-        finally:
-            await probe.close()
-    result = run(main())
+    result = _probe_once("127.0.0.1", packets=4, packet_interval=0.01)
     assert result.ok and result.reason is None
     assert result.sent == 4 and result.received == 4 and result.loss == 0
     rtts = result.rtts
@@ -123,18 +110,21 @@ def test_lossy_host_measured_near_30_percent(testnet):
     assert 0.23 <= loss <= 0.37, loss
 
 
-def test_dark_host_is_down_with_timeout(testnet):
-    host = testnet.hosts[1]
-    testnet.set_loss(host, 100)
-
+def _probe_once(address, **tier_changes):
     async def main():
         probe = IcmpProbe(engine=IcmpEngine(mode="raw"))
         try:
-            return await probe.run(_Target(host), tier(packets=3, packet_interval=0.01, timeout=0.3))
+            return await probe.run(_Target(address), tier(**tier_changes))
         finally:
             await probe.close()
+    return run(main())
+
+
+def test_dark_host_is_down_with_timeout(testnet):
+    host = testnet.hosts[1]
+    testnet.set_loss(host, 100)
     try:
-        result = run(main())
+        result = _probe_once(host, packets=3, packet_interval=0.01, timeout=0.3)
     finally:
         testnet.set_loss(host, 0)
     assert not result.ok and result.reason == "timeout" and result.received == 0 and result.loss == 1.0
@@ -143,15 +133,8 @@ def test_dark_host_is_down_with_timeout(testnet):
 def test_icmp_unreachable_is_classified(testnet):
     host = testnet.hosts[2]
     testnet.set_reject(host)
-
-    async def main():
-        probe = IcmpProbe(engine=IcmpEngine(mode="raw"))
-        try:
-            return await probe.run(_Target(host), tier(packets=3, packet_interval=0.01, timeout=1.0))
-        finally:
-            await probe.close()
     try:
-        result = run(main())
+        result = _probe_once(host, packets=3, packet_interval=0.01, timeout=1.0)
     finally:
         testnet.set_loss(host, 0)
     assert not result.ok and result.reason == "unreachable"
