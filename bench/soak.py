@@ -57,6 +57,21 @@ def metric(text: str, name: str) -> float:
     return float("nan")
 
 
+def lag_quantiles(text: str, tier: str = "P0") -> tuple[float, float, float]:
+    """p50, p99 and max bucket bound of the tier's scheduler lag histogram."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("lifeline_scheduler_lag_seconds_bucket{") and f'tier="{tier}"' in line:
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return float("nan"), float("nan"), float("nan")
+    q = [next(b for b, c in buckets if c >= total * f) for f in (0.5, 0.99)]
+    worst = next(b for b, c in buckets if c >= total)
+    return q[0], q[1], worst
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10)
@@ -144,6 +159,8 @@ def main() -> int:
     print(f"soak: {args.targets} targets, {args.minutes:g} min, {reloads} reloads (+{args.churn}/-{args.churn} "
           f"each, {failed_reloads} failed), {scrapes[0]} scrapes ({scrapes[1]} failed), P0 skipped cycles "
           f"{skipped_p0:g}")
+    p50, p99, worst = lag_quantiles(text)
+    print(f"P0 scheduler lag (histogram bucket bounds): p50 <= {p50:g}s, p99 <= {p99:g}s, max <= {worst:g}s")
     print(f"{'':10}{'t (s)':>8}{'RSS MiB':>10}{'fds':>6}{'tasks':>7}")
     for label, s in (("warm", first), ("end", last)):
         print(f"{label:10}{s[0]:8.0f}{s[1]:10.1f}{s[2]:6d}{s[3]:7.0f}")
