@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 
@@ -109,6 +110,12 @@ class Agent:
             await asyncio.sleep(1.0)
 
     async def run(self) -> int:
+        # Config parsing and /metrics rendering run in threads. With CPython's default 5 ms GIL
+        # switch interval, each wake-up of the event loop can wait 5 ms for the GIL behind them,
+        # and at hundreds of wake-ups a second P0 lag piled up past its interval: measured at
+        # 3,000 targets with a reload every 3 s, 17 skipped P0 cycles in 30 s at 5 ms, 0 at 0.5 ms
+        # (cycles started >50 ms late: 156 -> 13 of ~630).
+        sys.setswitchinterval(0.0005)
         self._loop = asyncio.get_running_loop()
         await self._ensure_probes(self.config)
         self._apply(self.config)
