@@ -110,10 +110,27 @@ class TestNet:
         ]) + "\n"
         _run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=script)
 
+    def block_output(self, addr: str, blocked: bool = True) -> None:
+        """Make the host's own sendto() to ``addr`` fail (EPERM), via an output drop in its own table."""
+        if addr not in self.hosts:
+            raise ValueError(f"{addr} is not a host of {self.name}")
+        table = self._out_table
+        if blocked:
+            _run("nft", "-f", "-", stdin=f"table ip {table} {{\n  chain output {{\n"
+                                           f"    type filter hook output priority 0; policy accept;\n"
+                                           f"    ip daddr {addr} drop\n  }}\n}}\n")
+        else:
+            subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
+
+    @property
+    def _out_table(self) -> str:
+        return "lifeline_out_" + self.prefix.replace(".", "_").rstrip("_")
+
     def set_link(self, up: bool) -> None:
         _run("ip", "link", "set", self.veth + "a", "up" if up else "down")
 
     def destroy(self) -> None:
+        subprocess.run(["nft", "delete", "table", "ip", self._out_table], capture_output=True, check=False)
         subprocess.run(["ip", "route", "del", "unreachable", f"{self.prefix}0/24", "metric", "4000"],
                        capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.veth + "a"], capture_output=True, check=False)

@@ -142,6 +142,17 @@ def test_icmp_unreachable_is_classified(testnet):
     assert result.duration < 0.9
 
 
+def test_send_failure_is_classified(testnet):
+    host = testnet.hosts[3]
+    testnet.block_output(host)
+    try:
+        result = _probe_once(host, packets=2, packet_interval=0.01, timeout=0.5)
+    finally:
+        testnet.block_output(host, blocked=False)
+    assert not result.ok and result.reason == "send_error"
+    assert result.duration < 0.4  # failed sends settle the cycle at once
+
+
 def test_healthy_netns_host(testnet):
     stats, _ = run(_ping(testnet.hosts[3], count=5))
     assert stats.received == 5
