@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from typing import Any
 import structlog
 
 from agent.config import Config, Target, Tier
+from agent.ticker import DEFAULT_TICK
 from probes.base import REASON_INTERNAL, Probe, ProbeResult
 from probes.registry import KINDS
 
@@ -52,8 +54,9 @@ class Job:
 
 class Scheduler:
     def __init__(self, probes: dict[str, Probe], sink: Sink, max_in_flight: int = 2000,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, tick: float = DEFAULT_TICK) -> None:
         self.probes = probes
+        self.tick = tick
         self.sink = sink
         self.max_in_flight = max_in_flight
         self._loop = loop
@@ -121,7 +124,9 @@ class Scheduler:
                 if not job.cancelled:
                     self._dispatch(job, due, now)
             self._waker = loop.create_future()
-            handle = loop.call_at(timers[0][0], self._wake) if timers else None
+            # Wake on the engine's tick grid (agent/ticker.py): cycles due within
+            # one tick start together, sharing one wakeup with the echoes due then.
+            handle = loop.call_at(math.ceil(timers[0][0] / self.tick) * self.tick, self._wake) if timers else None
             try:
                 await self._waker
             finally:
