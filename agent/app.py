@@ -15,6 +15,7 @@ from agent.metrics import AgentStatus, Exposition, MetricsStore
 from agent.reload import Reloader
 from agent.scheduler import Scheduler
 from agent.server import HttpServer, Routes
+from agent.shard import Shard
 from agent.webconfig import WebConfig
 from probes.base import Probe
 from probes.registry import KINDS
@@ -31,7 +32,8 @@ def agent_version() -> str:
 
 class Agent:
     def __init__(self, config_path: str, config: config_mod.Config, listen: str,
-                 web: WebConfig | None = None, watch_interval: float = 0.0) -> None:
+                 web: WebConfig | None = None, watch_interval: float = 0.0, shard: Shard | None = None) -> None:
+        self.shard = shard or Shard()
         self.config = config
         self.status = AgentStatus(version=agent_version())
         self.store = MetricsStore(self.status)
@@ -61,6 +63,7 @@ class Agent:
                     log.info("icmp_sockets", **engine.socket_modes())
 
     def _apply(self, config: config_mod.Config) -> tuple[int, int, int]:
+        config = self.shard.select(config)  # validated whole; this agent keeps only its shard
         self.store.apply_config(config)
         counts = self.scheduler.apply(config)
         for kind, probe in self.probes.items():

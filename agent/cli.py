@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from agent import config as config_mod
 from agent import logs
 from agent.errors import ConfigInvalid, ProbeUnavailable
+from agent.shard import Shard
 from agent.validate import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:9123"
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="TLS and basic-auth settings in the Prometheus exporter-toolkit format")
     run.add_argument("--config.watch-interval", dest="watch_interval", type=_seconds, default=0.0,
                      help='reload when config files change, checking this often (e.g. "10s"; default off)')
+    run.add_argument("--shard.index", dest="shard_index", type=int, default=0,
+                     help="probe only the targets with crc32(name) %% shard.count == this (default 0)")
+    run.add_argument("--shard.count", dest="shard_count", type=int, default=1,
+                     help="number of agents sharing the target list (default 1: probe every target)")
     _log_flags(run)
 
     check = sub.add_parser("check", help="validate configuration files and print every error")
@@ -76,7 +81,8 @@ def check(files: Sequence[str], out=None) -> int:
     return 1 if failed else 0
 
 
-def run(config_path: str, listen: str, web_config: str = "", watch_interval: float = 0.0) -> int:
+def run(config_path: str, listen: str, web_config: str = "", watch_interval: float = 0.0,
+        shard: Shard | None = None) -> int:
     from agent import webconfig
     from agent.app import Agent
 
@@ -89,7 +95,7 @@ def run(config_path: str, listen: str, web_config: str = "", watch_interval: flo
             print(err, file=sys.stderr)
         return 1
     try:
-        agent = Agent(config_path, cfg, listen, web=web, watch_interval=watch_interval)
+        agent = Agent(config_path, cfg, listen, web=web, watch_interval=watch_interval, shard=shard)
         return asyncio.run(agent.run())
     except ProbeUnavailable as exc:
         print(f"lifeline: {exc}", file=sys.stderr)
@@ -116,7 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("run", "demo"):
         logs.configure(args.log_level, args.log_format)
     if args.command == "run":
-        return run(args.config_file, args.listen, args.web_config, args.watch_interval)
+        try:
+            shard = Shard(args.shard_index, args.shard_count)
+        except ValueError as exc:
+            _parser().error(str(exc))
+        return run(args.config_file, args.listen, args.web_config, args.watch_interval, shard)
     if args.command == "demo":
         from agent.demo import run_demo
 
