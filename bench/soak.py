@@ -164,6 +164,8 @@ def main() -> int:
     print(f"{'':10}{'t (s)':>8}{'RSS MiB':>10}{'fds':>6}{'tasks':>7}")
     for label, s in (("warm", first), ("end", last)):
         print(f"{label:10}{s[0]:8.0f}{s[1]:10.1f}{s[2]:6d}{s[3]:7.0f}")
+    # The whole series, one sample a minute: a plateau and a slow leak look alike in two points.
+    print("RSS MiB by minute:", " ".join(f"{s[1]:.0f}" for s in samples[::6]))
     problems = []
     if last[1] > first[1] * 1.15 + 5:
         problems.append(f"RSS grew {first[1]:.1f} -> {last[1]:.1f} MiB")
