@@ -149,9 +149,33 @@ class Scheduler:
             return
         job.running = True
         self._in_flight += 1
+        # Probes that can run a cycle on callbacks (ICMP to a literal address) skip the
+        # task and its coroutine chain: at 1,000 cycles/s that was ~10 % of the agent's CPU.
+        submit = getattr(job.probe, "submit", None)
+        if submit is not None:
+            try:
+                if submit(job.target, job.tier, lambda result: self._finished(job, lag, result)):
+                    return
+            except Exception as exc:  # noqa: BLE001 - same contract as run(): count it, keep going
+                log.exception("probe_crashed", target=job.target.name, tier=job.target.tier, probe=job.kind)
+                self._finished(job, lag, ProbeResult(ok=False, reason=REASON_INTERNAL, detail=type(exc).__name__))
+                return
         task = self.loop.create_task(self._run(job, lag))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _finished(self, job: Job, lag: float, result: ProbeResult) -> None:
+        """End of a callback-driven cycle; runs inside the probe's I/O callback, so it must not raise."""
+        job.running = False
+        self._in_flight -= 1
+        if self._ready:
+            self._wake()
+        if job.cancelled or self._stopped:
+            return
+        try:
+            self.sink(job.target, job.kind, result, lag)
+        except Exception:  # noqa: BLE001 - a sink bug must not break the socket reader that called us
+            log.exception("sink_failed", target=job.target.name, probe=job.kind)
 
     async def _run(self, job: Job, lag: float) -> None:
         try:

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import gc
 import socket
+from dataclasses import replace
 
 import pytest
 
@@ -121,3 +122,27 @@ def test_cycles_leave_no_cyclic_garbage():
         gc.garbage.clear()
         gc.enable()
     assert leaked == []
+
+
+def test_probe_submit_runs_literal_addresses_on_callbacks_and_declines_names():
+    from agent.config import DEFAULT_TIERS
+    from probes.icmp import IcmpProbe
+
+    class _Target:
+        def __init__(self, address):
+            self.address, self.name, self.tier = address, address, "P0"
+
+    async def main():
+        probe = IcmpProbe(engine=IcmpEngine(mode="raw"))
+        await probe.start()
+        tier = replace(DEFAULT_TIERS["P0"], packets=2, packet_interval=0.01)
+        got = asyncio.get_running_loop().create_future()
+        accepted = probe.submit(_Target("127.0.0.1"), tier, got.set_result)
+        declined = probe.submit(_Target("checkpoint.example.invalid"), tier, got.set_result)
+        result = await asyncio.wait_for(got, 10)
+        await probe.close()
+        return accepted, declined, result, probe.resolver
+    accepted, declined, result, resolver = asyncio.run(main())
+    assert accepted and not declined
+    assert result.ok and result.sent == 2 and result.received == 2 and result.ip == "127.0.0.1"
+    assert resolver.literal("::0001") == (socket.AF_INET6, "::1") and resolver.literal("a.example") is None
