@@ -16,16 +16,17 @@ from __future__ import annotations
 import platform
 import threading
 import time
-import zlib
+from concurrent.futures import ThreadPoolExecutor
 from bisect import bisect_left
 from itertools import accumulate
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
+from agent import pgzip
 from agent.config import Config, Target, Tier
 from probes.base import ProbeResult
 from probes.icmp import IcmpResult
@@ -232,6 +233,7 @@ TARGET_FAMILIES = (
     ("lifeline_icmp_rtt_max_seconds", "gauge", "Max RTT of the last cycle's replies."),
 )
 _FAMILY_HEADERS = tuple(f"# HELP {n} {h}\n# TYPE {n} {k}\n".encode() for n, k, h in TARGET_FAMILIES)
+_CHUNK_TARGETS = 250  # targets per rendered piece: ~0.35 MB at most, a join of under a millisecond
 
 
 def _target_state(target: Target) -> TargetState:
@@ -337,21 +339,25 @@ class MetricsStore:
     # --- rendering -------------------------------------------------------
 
     def render(self) -> bytes:
-        return b"".join(self.render_parts())
+        return b"".join(self.render_chunks())
 
-    def render_parts(self) -> list[bytes]:
-        """The exposition as a list of pieces to join: one copy of the whole text, not one per family."""
+    def render_chunks(self) -> Iterator[bytes]:
+        """The exposition in pieces of a few MB at most, joined in C from the per-family rows.
+
+        No per-target Python work at scrape time; bounded pieces keep each GIL-holding
+        join short (the loop waits behind it) and let gzip stream without the whole
+        25 MB text of 10k targets ever being held at once.
+        """
         states = list(self.targets.values())
-        parts: list[bytes] = []
         for header, row in zip(_FAMILY_HEADERS, self._rows):
-            parts.append(header)
-            parts += row  # a C-level copy of references; no per-target Python work at scrape time
+            yield header
+            for start in range(0, len(row), _CHUNK_TARGETS):
+                yield b"".join(row[start:start + _CHUNK_TARGETS])
         out: list[str] = []
         self._render_snmp([(s, s.extra["snmp"]) for s in states if "snmp" in s.extra], out)
         self._render_tiers(states, out)
         self._render_self(out)
-        parts.append(("\n".join(out) + "\n").encode())
-        return parts
+        yield ("\n".join(out) + "\n").encode()
 
     @staticmethod
     def _family(out: list[str], name: str, kind: str, help_text: str) -> None:
@@ -479,6 +485,7 @@ class Exposition:
         self._rendered_at = float("-inf")
         self._plain = b""
         self._gzipped = b""
+        self._pool: ThreadPoolExecutor | None = None
         self._process = CollectorRegistry()
         ProcessCollector(registry=self._process)
 
@@ -495,16 +502,18 @@ class Exposition:
                 self._rendered_at = now
             if gzipped:
                 if not self._gzipped:
-                    # One compress call: zlib releases the GIL for all of it, so the probe loop
-                    # runs meanwhile (compressing in pieces made this thread queue for the GIL
-                    # once per piece behind the busy loop: 240 ms scrapes at 10k targets). The
-                    # plain text is kept only if a client asks for it (Prometheus asks for gzip).
-                    plain = self._plain or self._render()
-                    self._gzipped = zlib.compress(plain, 1, 31)  # wbits 31: gzip framing
+                    # Compressed piece by piece in two threads (agent/pgzip.py); zlib releases
+                    # the GIL, so the probe loop runs meanwhile. The plain text is built only if
+                    # a client asks for it (Prometheus asks for gzip).
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gzip",
+                                                        initializer=pgzip.lower_priority)
+                    self._gzipped = pgzip.compress(self._chunks(), self._pool)
                 return self._gzipped
             if not self._plain:
-                self._plain = self._render()
+                self._plain = b"".join(self._chunks())
             return self._plain
 
-    def _render(self) -> bytes:
-        return b"".join([*self.store.render_parts(), generate_latest(self._process)])
+    def _chunks(self) -> Iterator[bytes]:
+        yield from self.store.render_chunks()
+        yield generate_latest(self._process)
