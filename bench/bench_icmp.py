@@ -219,10 +219,10 @@ def lifeline_config(addrs: list[str], interval: float, packets: int, spacing: fl
 
 
 class Agent:
-    def __init__(self, config_path: str, log_path: str, extra_args: list[str]) -> None:
+    def __init__(self, config_path: str, log_path: str, extra_args: list[str], command: str = "") -> None:
         self.port = free_port()
         exe = os.path.join(ROOT, ".venv", "bin", "lifeline")
-        cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "agent.cli"]
+        cmd = command.split() if command else [exe] if os.path.exists(exe) else [sys.executable, "-m", "agent.cli"]
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [*cmd, "run", "--config.file", config_path, "--web.listen-address", f"127.0.0.1:{self.port}",
@@ -317,7 +317,7 @@ def bench_lifeline(n: int, args: argparse.Namespace, workdir: str) -> dict[str, 
         fh.write(lifeline_config(addrs, args.interval, args.packets, args.packet_interval, args.timeout))
     log(f"lifeline: {n} targets, {args.packets} echoes every {args.interval:g}s")
     started = time.monotonic()
-    agent = Agent(path, os.path.join(workdir, f"lifeline-{n}.log"), args.agent_arg)
+    agent = Agent(path, os.path.join(workdir, f"lifeline-{n}.log"), args.agent_arg, args.agent_command)
     try:
         wait_until(agent.ready, 120, "lifeline to become ready")
         startup = time.monotonic() - started
@@ -583,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-blackbox", action="store_true", help="skip blackbox_exporter")
     p.add_argument("--no-fping", action="store_true", help="skip fping (ratios need it)")
     p.add_argument("--agent-arg", action="append", default=[], help="extra argument for `lifeline run`")
+    p.add_argument("--agent-command", default="", help="command to run instead of .venv/bin/lifeline (to compare builds)")
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"),
                    help="file the table is appended to ('' for none)")
     args = p.parse_args(argv)
