@@ -6,13 +6,14 @@ import base64
 import http.client
 import ssl
 import subprocess
+import sys
 
 import bcrypt
 import pytest
 
 from agent import webconfig
 from agent.errors import ConfigInvalid
-from tests.helpers import require_root, require_tool
+from tests.helpers import ROOT, require_root, require_tool
 
 PASSWORD = "s3cret-hospital-pass"
 CONFIG = """
@@ -120,9 +121,9 @@ def test_run_refuses_bad_web_config_without_traceback(tmp_path):
     cfg.write_text(CONFIG)
     web = tmp_path / "web.yaml"
     web.write_text("basic_auth_users: [admin]\n")
-    proc = subprocess.run([".venv/bin/python", "-m", "agent.cli", "run", "--config.file", str(cfg),
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--config.file", str(cfg),
                            "--web.config.file", str(web), "--web.listen-address", "127.0.0.1:0"],
-                          capture_output=True, text=True, timeout=60, cwd=str(__import__("tests.helpers").helpers.ROOT))
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 1
     assert f"{web}:1: basic_auth_users: must be a mapping of user name to bcrypt hash" in proc.stderr
     assert "Traceback" not in proc.stderr
