@@ -329,7 +329,10 @@ class MetricsStore:
         index = state.index
         for row, fragment in zip(self._rows, state.fragments):
             row[index] = fragment
-        self.lag.setdefault(target.tier, Histogram(LAG_BUCKETS)).observe(max(lag, 0.0))
+        lag_hist = self.lag.get(target.tier)
+        if lag_hist is None:  # not setdefault(): that built a throw-away Histogram per result
+            lag_hist = self.lag[target.tier] = Histogram(LAG_BUCKETS)
+        lag_hist.observe(max(lag, 0.0))
         key = (target.tier, kind)
         hist = self.cycle.get(key)
         if hist is None:
