@@ -324,9 +324,9 @@ def bench_lifeline(n: int, args: argparse.Namespace, workdir: str) -> dict[str, 
         rss = RssSampler(agent.proc.pid)
         # Warm-up: every target has run at least one cycle before anything is measured.
         time.sleep(args.interval + 2)
-        a, _ = agent.snapshot()
+        a, took_a = agent.snapshot()
         time.sleep(args.window)
-        b, _ = agent.snapshot()
+        b, took_b = agent.snapshot()  # a lone scrape that renders afresh: what one Prometheus sees
         quiet = window_stats(a, b)
         scraper = Scraper(agent.port, args.scrapers, args.window, args.scrape_pause)
         time.sleep(args.window)
@@ -335,7 +335,7 @@ def bench_lifeline(n: int, args: argparse.Namespace, workdir: str) -> dict[str, 
         loaded = window_stats(b, c)
         out = {f"quiet_{k}": v for k, v in quiet.items()}
         out.update({f"scraped_{k}": v for k, v in loaded.items()})
-        out.update(startup=startup, rss_mb=max(rss.stop(), rss_bytes(agent.proc.pid)) / 2**20,
+        out.update(startup=startup, lone_scrape=max(took_a, took_b), rss_mb=max(rss.stop(), rss_bytes(agent.proc.pid)) / 2**20,
                    scrape_p50=pct(scraper.latencies, 0.5), scrape_p99=pct(scraper.latencies, 0.99),
                    scrape_max=max(scraper.latencies, default=float("nan")), scrapes=len(scraper.latencies),
                    scrape_errors=scraper.errors, scrape_kb=pct(scraper.sizes, 0.5) / 1024)
@@ -479,8 +479,17 @@ def machine() -> str:
             model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
     except OSError:
         pass
+    # Other raw ICMP sockets on the host get a copy of every reply we cause (kernel work
+    # charged to the sender), and other load shares the 2 cores: both are noise to report.
+    raw = 0
+    for path in ("/proc/net/raw", "/proc/net/raw6"):
+        try:
+            with open(path) as fh:
+                raw += max(len(fh.readlines()) - 1, 0)
+        except OSError:
+            pass
     return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}, "
-            f"load average before the run {os.getloadavg()[0]:.2f}")
+            f"load average before the run {os.getloadavg()[0]:.2f}, {raw} raw sockets open before the run")
 
 
 def us(x: float) -> str:
@@ -515,9 +524,10 @@ def report(sizes: list[int], life: dict, fp: dict, bb: dict, args: argparse.Name
     row("Lifeline scheduler lag p50 / p99", lambda n: f"{ms(life[n]['quiet_lag_p50'])} / {ms(life[n]['quiet_lag_p99'])}")
     row("  ... while scraped", lambda n: f"{ms(life[n]['scraped_lag_p50'])} / {ms(life[n]['scraped_lag_p99'])}")
     row("Lifeline RSS (peak)", lambda n: f"{life[n]['rss_mb']:.0f} MB")
+    row("Lifeline /metrics lone scrape, fresh render (gzip)", lambda n: ms(life[n]["lone_scrape"]))
     row("Lifeline /metrics scrape p50 / p99 (gzip)",
         lambda n: f"{ms(life[n]['scrape_p50'])} / {ms(life[n]['scrape_p99'])}")
-    row("  scrapes, size, max",
+    row(f"  ... {args.scrapers} concurrent scrapers: count, size, max",
         lambda n: f"{life[n]['scrapes']} x {life[n]['scrape_kb']:.0f} KiB, max {ms(life[n]['scrape_max'])}")
     row("Lifeline RTT p50 (cycle averages)", lambda n: us(life[n]["quiet_rtt_p50"]))
     row("  ... while scraped", lambda n: us(life[n]["scraped_rtt_p50"]))
@@ -555,7 +565,8 @@ def report(sizes: list[int], life: dict, fp: dict, bb: dict, args: argparse.Name
          life[big]["quiet_echoes_s"] >= 0.98 * big * args.packets / args.interval
          and life[big]["quiet_skipped"] + life[big]["scraped_skipped"] == 0
          and life[big]["quiet_lag_p99"] < 0.05 and life[big]["rss_mb"] < 200),
-        (f"/metrics for {big:,} targets served in < 100 ms (p99)", life[big]["scrape_p99"] < 0.1),
+        (f"/metrics for {big:,} targets served in < 100 ms (lone scrape and p99 under {args.scrapers} scrapers)",
+         life[big]["lone_scrape"] < 0.1 and life[big]["scrape_p99"] < 0.1),
         ("scraping does not move lag p99 (< 50 ms and within 10 ms) or RTT p50 (within 20 µs)",
          all(life[n]["scraped_lag_p99"] < 0.05
              and abs(life[n]["scraped_lag_p99"] - life[n]["quiet_lag_p99"]) < 0.01
