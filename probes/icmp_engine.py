@@ -35,6 +35,8 @@ ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_TIME_EXCEEDED = 8, 0, 3, 
 ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY, ICMP6_UNREACH, ICMP6_TIME_EXCEEDED = 128, 129, 1, 3
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+IP_RECVERR, IPV6_RECVERR = getattr(socket, "IP_RECVERR", 11), getattr(socket, "IPV6_RECVERR", 25)
+SO_EE_ORIGIN_LOCAL = 1  # linux/errqueue.h: the error was raised on this host, not by an ICMP reply
 SOL_RAW, ICMP_FILTER = 255, 1  # linux/icmp.h: drop unwanted types in the kernel
 ICMP6_FILTER = 1
 _TIMESPEC = struct.Struct("@qq")
@@ -202,15 +204,19 @@ class _FamilySocket:
         cookie_end = 8 + len(cookie)
         strip, v6 = self.strip_ip_header, self.family == socket.AF_INET6
         unpack_header = _HEADER.unpack_from
+        if not self.raw:
+            self._drain_error_queue()
         for _ in range(1024):  # bounded so a flood cannot starve the loop
             try:
                 data, anc, _flags, addr = sock.recvmsg(2048, _ANC_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                # Datagram sockets report queued ICMP errors this way; the echo
-                # they belong to will time out, so there is nothing else to do.
+                # A datagram socket reports a queued ICMP error once this way; the
+                # error itself is read (and attributed) from the error queue.
                 stats["socket_error"] += 1
+                if not self.raw:
+                    self._drain_error_queue()
                 continue
             off = 0
             if strip:
@@ -239,6 +245,32 @@ class _FamilySocket:
                 self._on_error(data[off + 8:], self.errors[kind])
             else:
                 stats["other_type"] += 1
+
+    def _drain_error_queue(self) -> None:
+        """Datagram sockets: attribute queued ICMP errors to the echoes they quote."""
+        for _ in range(1024):
+            try:
+                data, anc, _flags, addr = self.sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if len(data) < 8:
+                self.engine.ignored["malformed"] += 1
+                continue
+            # The queued message is our own echo request (the kernel already matched it to
+            # this socket); its destination is the message's address.
+            _kind, _code, _csum, _rid, seq = _HEADER.unpack_from(data, 0)
+            origin = next((payload[4] for level, _t, payload in anc
+                           if level in (socket.IPPROTO_IP, socket.IPPROTO_IPV6) and len(payload) >= 8), 0)
+            dest = addr[0].split("%", 1)[0] if isinstance(addr, tuple) else ""
+            entry = self.pending.pop((dest, seq), None)
+            if entry is None:
+                self.engine.ignored["unmatched"] += 1
+                continue
+            cycle = entry[0]
+            cycle.errors.append(REASON_SEND if origin == SO_EE_ORIGIN_LOCAL else REASON_UNREACHABLE)
+            cycle.settle()
 
     def _on_error(self, inner: bytes, reason: str) -> None:
         """An ICMP error quoting one of our echo requests: that echo failed for ``reason``."""
@@ -398,6 +430,12 @@ class IcmpEngine:
             _attach_ident_filter(sock, family, self.ident)
         if not raw:
             sock.bind(("0.0.0.0", 0) if family == socket.AF_INET else ("::", 0))
+            # Datagram sockets never see ICMP errors as packets; with RECVERR the kernel
+            # queues them on the socket's error queue, quoting the echo they answer.
+            if family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         fam = _FamilySocket(family, sock, raw, self)
         self._loop = asyncio.get_running_loop()
         if self._ticker is None or self._ticker.loop is not self._loop:
