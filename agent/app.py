@@ -16,6 +16,8 @@ from agent.reload import Reloader
 from agent.scheduler import Scheduler
 from agent.server import HttpServer, Routes
 from agent.shard import Shard
+from agent import webconfig
+from agent.errors import ConfigInvalid
 from agent.webconfig import WebConfig
 from probes.base import Probe
 from probes.registry import KINDS
@@ -32,7 +34,8 @@ def agent_version() -> str:
 
 class Agent:
     def __init__(self, config_path: str, config: config_mod.Config, listen: str,
-                 web: WebConfig | None = None, watch_interval: float = 0.0, shard: Shard | None = None) -> None:
+                 web: WebConfig | None = None, watch_interval: float = 0.0, shard: Shard | None = None,
+                 web_path: str = "") -> None:
         self.shard = shard or Shard()
         self.config = config
         self.status = AgentStatus(version=agent_version())
@@ -44,6 +47,7 @@ class Agent:
         self.reloader = Reloader(config_path, lambda: self.config, self._apply_new, self._reload_failed)
         self.listen = listen
         self.web = web
+        self.web_path = web_path  # re-read on every reload, so passwords and certificates rotate without a restart
         self.watch_interval = watch_interval
         self.server: HttpServer | None = None
         self._ready = False
@@ -90,7 +94,19 @@ class Agent:
         self.exposition.invalidate()  # the next scrape must show the failure at once
 
     async def reload(self, trigger: str = "api") -> tuple[bool, str]:
+        web = None
+        if self.web_path:
+            try:
+                web = await asyncio.get_running_loop().run_in_executor(None, webconfig.load, self.web_path)
+            except ConfigInvalid as exc:
+                for err in exc.errors:
+                    log.error("web_config_error", file=err.file, line=err.line, path=err.path, message=err.message)
+                self._reload_failed()
+                return False, f"reload failed, old configuration kept:\n{exc}"
         outcome = await self.reloader.reload(trigger)
+        if outcome.ok and web is not None and self.server is not None:
+            self.web = web
+            self.server.set_web(web)  # applies to the next connection and request
         return outcome.ok, outcome.message
 
     def _reload_from_thread(self) -> tuple[bool, str]:

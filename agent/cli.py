@@ -95,7 +95,8 @@ def run(config_path: str, listen: str, web_config: str = "", watch_interval: flo
             print(err, file=sys.stderr)
         return 1
     try:
-        agent = Agent(config_path, cfg, listen, web=web, watch_interval=watch_interval, shard=shard)
+        agent = Agent(config_path, cfg, listen, web=web, watch_interval=watch_interval, shard=shard,
+                      web_path=web_config)
         return asyncio.run(agent.run())
     except ProbeUnavailable as exc:
         print(f"lifeline: {exc}", file=sys.stderr)

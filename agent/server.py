@@ -161,6 +161,9 @@ class HttpServer:
     def start(self) -> None:
         self._thread.start()
 
+    def set_web(self, web: WebConfig) -> None:
+        self._server.web = web  # one attribute swap: a request sees the old or the new, never a mix
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()

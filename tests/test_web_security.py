@@ -90,6 +90,29 @@ def test_https_with_basic_auth_on_every_endpoint(agent_factory, secured, tls_fil
     assert PASSWORD not in log and hashed not in log
 
 
+def test_reload_rotates_the_password_and_keeps_old_on_bad_file(agent_factory, secured, tls_files, tmp_path):
+    require_root()
+    web, _ = secured
+    mine = tmp_path / "web.yaml"
+    mine.write_text(web.read_text().replace("cert.pem", str(tls_files / "cert.pem"))
+                    .replace("key.pem", str(tls_files / "key.pem")))
+    cafile = tls_files / "cert.pem"
+    agent = agent_factory(CONFIG, extra_args=["--web.config.file", str(mine)],
+                          ready_check=lambda a: _https(a.port, cafile, "GET", "/-/ready", "prometheus",
+                                                       PASSWORD)[0] == 200)
+    new_password = "rotated-" + PASSWORD
+    hashed = bcrypt.hashpw(new_password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    mine.write_text(f"tls_server_config: {{cert_file: {cafile}, key_file: {tls_files / 'key.pem'}}}\n"
+                    f"basic_auth_users:\n  prometheus: {hashed}\n")
+    assert _https(agent.port, cafile, "POST", "/-/reload", "prometheus", PASSWORD)[0] == 200
+    assert _https(agent.port, cafile, "GET", "/metrics", "prometheus", PASSWORD)[0] == 401
+    assert _https(agent.port, cafile, "GET", "/metrics", "prometheus", new_password)[0] == 200
+    mine.write_text("basic_auth_users: [broken]\n")
+    status, _, body = _https(agent.port, cafile, "POST", "/-/reload", "prometheus", new_password)
+    assert status == 500 and b"basic_auth_users: must be a mapping" in body
+    assert _https(agent.port, cafile, "GET", "/metrics", "prometheus", new_password)[0] == 200
+
+
 def _bad(tmp_path, text):
     path = tmp_path / "web.yaml"
     path.write_text(text)
