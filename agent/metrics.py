@@ -233,7 +233,7 @@ TARGET_FAMILIES = (
     ("lifeline_icmp_rtt_max_seconds", "gauge", "Max RTT of the last cycle's replies."),
 )
 _FAMILY_HEADERS = tuple(f"# HELP {n} {h}\n# TYPE {n} {k}\n".encode() for n, k, h in TARGET_FAMILIES)
-_CHUNK_TARGETS = 250  # targets per rendered piece: ~0.35 MB at most, a join of under a millisecond
+_CHUNK_TARGETS = 1000  # targets per rendered piece: fewer GIL round trips than 250 (scrape p50 80-94 vs 88-110 ms)
 
 
 def _target_state(target: Target) -> TargetState:

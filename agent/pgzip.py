@@ -31,17 +31,13 @@ def lower_priority() -> None:
         pass
 
 
-def _deflate(chunks: list[bytes], level: int, last: bool) -> bytes:
+def _deflate(data: bytes, level: int, last: bool) -> bytes:
     z = zlib.compressobj(level, zlib.DEFLATED, -15)  # raw deflate: header and trailer are ours
-    # Chunk by chunk rather than joined first: a join is a copy that holds the GIL,
-    # and the probe loop waits behind it.
-    out = [z.compress(c) for c in chunks]
-    out.append(z.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH))
-    return b"".join(out)
+    return z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
 
 
 def compress(chunks: Iterable[bytes], pool: ThreadPoolExecutor | None, level: int = 1,
-             piece: int = PIECE, in_flight: int = 4) -> bytes:
+             piece: int = PIECE, in_flight: int = 2) -> bytes:
     """gzip ``chunks`` (joined) as one member; pieces go to ``pool`` (None: compress inline)."""
     out: list[bytes] = [_HEADER]
     pending: deque[Future[bytes]] = deque()
@@ -51,17 +47,19 @@ def compress(chunks: Iterable[bytes], pool: ThreadPoolExecutor | None, level: in
 
     def submit(last: bool) -> None:
         nonlocal crc, size, buf, buffered
-        piece_chunks, piece_size = buf, buffered
+        # One join and one CRC call per ~2 MB piece: every call that releases the GIL costs a
+        # wait to take it back from the busy probe loop, so fewer, larger steps finish sooner
+        # (per-chunk CRC and deflate: scrape p50 100-120 ms; per piece: 82-84 ms).
+        data = b"".join(buf)
         buf, buffered = [], 0
         if pool is None:
-            out.append(_deflate(piece_chunks, level, last))
+            out.append(_deflate(data, level, last))
         else:
             while len(pending) >= in_flight:  # bound the pieces held at once
                 out.append(pending.popleft().result())
-            pending.append(pool.submit(_deflate, piece_chunks, level, last))
-        for c in piece_chunks:
-            crc = zlib.crc32(c, crc)  # overlaps the workers' deflate: both release the GIL
-        size += piece_size
+            pending.append(pool.submit(_deflate, data, level, last))
+        crc = zlib.crc32(data, crc)  # overlaps the workers' deflate: both release the GIL
+        size += len(data)
 
     for chunk in chunks:
         buf.append(chunk)
