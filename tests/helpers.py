@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -92,6 +93,23 @@ def require_tool(tool: str, package: str) -> str:
     if path is None:
         raise AssertionError(f"{tool} not found: apt-get install -y {package} (or run `make test`)")
     return path
+
+
+@contextlib.contextmanager
+def ping_namespace(prefix: str) -> Iterator[list[str]]:
+    """A fresh network namespace with loopback up and unprivileged ICMP allowed; yields the exec prefix.
+
+    ping_group_range is per namespace, so the host's own setting is never touched.
+    """
+    ns = f"{prefix}-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        nsexec = ["ip", "netns", "exec", ns]
+        subprocess.run([*nsexec, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run([*nsexec, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], check=True)
+        yield nsexec
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def require_root() -> None:

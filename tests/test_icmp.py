@@ -220,26 +220,18 @@ asyncio.run(main())
 def test_datagram_sockets_classify_icmp_errors(tmp_path):
     """Unprivileged sockets get ICMP errors only through the error queue (IP_RECVERR); they must not read as timeouts."""
     import json
-    import os
     import subprocess
     import sys
 
-    from tests.helpers import ROOT
+    from tests.helpers import ROOT, ping_namespace
 
-    ns = f"llrecv-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        nsexec = ["ip", "netns", "exec", ns]
-        subprocess.run([*nsexec, "ip", "link", "set", "lo", "up"], check=True)
-        subprocess.run([*nsexec, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], check=True)
+    with ping_namespace("llrecv") as nsexec:
         rules = ("table inet t {\n chain input {\n  type filter hook input priority 0;\n"
                  "  ip daddr 127.0.0.9 icmp type echo-request reject with icmp type host-unreachable\n"
                  "  ip6 daddr ::1 icmpv6 type echo-request reject with icmpv6 type addr-unreachable\n }\n}\n")
         subprocess.run([*nsexec, "nft", "-f", "-"], input=rules, text=True, check=True)
         proc = subprocess.run([*nsexec, sys.executable, "-c", DGRAM_SCRIPT], capture_output=True, text=True,
                               cwd=ROOT, timeout=30)
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["modes"] == {"ipv4": "dgram", "ipv6": "dgram"}

@@ -10,7 +10,8 @@ import tempfile
 
 import pytest
 
-from tests.helpers import ROOT, AgentProcess, free_port, require_root, require_tool, value, wait_for
+from tests.helpers import (ROOT, AgentProcess, free_port, ping_namespace, require_root, require_tool, value,
+                           wait_for)
 
 CONFIG = """
 tiers:
@@ -88,13 +89,7 @@ def _agent_pid(agent: AgentProcess) -> int:
 def test_unprivileged_datagram_icmp(shared_dir):
     """No capabilities at all; ICMP works through datagram sockets where ping_group_range allows it."""
     require_root()
-    ns = f"llpriv-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        nsexec = ["ip", "netns", "exec", ns]
-        subprocess.run([*nsexec, "ip", "link", "set", "lo", "up"], check=True)
-        # ping_group_range is per network namespace: this leaves the host's setting alone.
-        subprocess.run([*nsexec, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], check=True)
+    with ping_namespace("llpriv") as nsexec:
         wrapper = [*nsexec, "sh", "-c", _as_nobody(None), "sh"]
 
         def ns_get(path: str) -> str:
@@ -114,8 +109,6 @@ def test_unprivileged_datagram_icmp(shared_dir):
             assert value(text, "lifeline_icmp_loss_ratio", target="lo") == 0
         finally:
             agent.stop()
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 def test_neither_privilege_gives_a_clear_message(shared_dir):
