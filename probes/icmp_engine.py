@@ -455,7 +455,9 @@ class IcmpEngine:
         """
         fam = self._family(family)
         cycle = _Cycle(fam, ip, count, spacing, timeout, on_done)
-        cycle.start = self._loop.time()
+        # Planned from the tick this cycle started in, so cycles started in one tick send their
+        # later echoes in one tick too (when the spacing is a multiple of it, as 200 ms is).
+        cycle.start = self._loop.time() // self._ticker.tick * self._ticker.tick
         self._cycles.add(cycle)
         cycle.send()
         return cycle
