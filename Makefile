@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench bench-icmp bench-snmp soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,20 @@ demo: venv
 test: venv
 	scripts/install-system-deps test
 	$(BIN)/pytest -q
+
+# Benchmarks and the soak (loopback only; as root). Not part of `make test`.
+bench: bench-icmp bench-snmp
+
+bench-icmp: venv
+	scripts/install-system-deps test
+	$(BIN)/python bench/bench_icmp.py
+
+bench-snmp: venv
+	scripts/install-system-deps test
+	$(BIN)/python bench/bench_snmp.py --devices 1000 --rounds 3
+
+soak: venv
+	$(BIN)/python bench/soak.py --minutes 20 --targets 3000 --churn 400
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
