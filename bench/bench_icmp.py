@@ -43,6 +43,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from benchlib import wait_until
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -117,18 +119,6 @@ def http_get(host: str, port: int, path: str, timeout: float = 10.0,
         return resp.status, resp.read()
     finally:
         conn.close()
-
-
-def wait_until(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def stop_process(proc: subprocess.Popen) -> None:

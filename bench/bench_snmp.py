@@ -34,6 +34,8 @@ from agent.config import DEFAULT_TIERS  # noqa: E402
 from probes.snmp import SnmpProbe  # noqa: E402
 from probes.snmp_config import Secret, SnmpSettings  # noqa: E402
 
+from benchlib import wait_until  # noqa: E402
+
 HOST = "127.0.0.1"
 COMMUNITY = "bench-ro"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -91,18 +93,6 @@ def exporter_module() -> str:
     return "\n".join(lines) + "\n"
 
 
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
 def snmpget_ok(port: int) -> bool:
     out = subprocess.run(["snmpget", "-v2c", "-c", COMMUNITY, "-On", "-t", "0.3", "-r", "0", f"{HOST}:{port}",
                           "1.3.6.1.2.1.1.3.0"], capture_output=True, env={**os.environ, "MIBS": ""})
@@ -158,7 +148,7 @@ def exporter_phase(ports: list[int], rounds: int, concurrency: int, workdir: Pat
     proc = subprocess.Popen([exe, f"--config.file={workdir / 'snmp.yml'}", f"--web.listen-address={HOST}:{port}",
                              "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=open(workdir / "exporter.log", "wb"))
     try:
-        wait_for(lambda: http.client.HTTPConnection(HOST, port, timeout=1).request("GET", "/") or True, 10,
+        wait_until(lambda: http.client.HTTPConnection(HOST, port, timeout=1).request("GET", "/") or True, 10,
                  "snmp_exporter to listen")
         local = __import__("threading").local()
         failures = 0
@@ -202,7 +192,7 @@ def start_snmpd(ports: list[int], workdir: Path) -> subprocess.Popen[bytes]:
                             env={**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(workdir / "persist")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: snmpget_ok(ports[-1]), 15, "snmpd to answer")
+        wait_until(lambda: snmpget_ok(ports[-1]), 15, "snmpd to answer")
     except BaseException:
         proc.terminate()
         proc.wait(10)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import ROOT, free_port, require_tool, wait_for
+from tests.helpers import ROOT, free_port, require_tool, stop_process, wait_for
 
 RULES = os.path.join(ROOT, "rules", "lifeline.rules.yml")
 ALERTMANAGER_CONFIG = os.path.join(ROOT, "deploy", "alertmanager.yml")
@@ -126,13 +126,7 @@ class _Process:
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

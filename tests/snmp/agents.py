@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probes import snmp_codec as codec
-from tests.helpers import free_port, require_tool, wait_for
+from tests.helpers import free_port, require_tool, stop_process, wait_for
 
 HOST = "127.0.0.1"
 ENV = {**os.environ, "MIBS": "", "MIBDIRS": "/nonexistent"}  # numeric OIDs only, no MIB warnings
@@ -99,13 +99,8 @@ class Snmpd:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.send_signal(signal.SIGCONT)  # a paused agent cannot act on SIGTERM
+        stop_process(self.proc)
         self.proc = None
 
 
@@ -152,13 +147,7 @@ class Snmpsim:
         return _answers(self.port, self.community)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 # --- a scriptable fake agent ----------------------------------------------------------------
