@@ -16,8 +16,7 @@ from typing import Any
 
 from agent.errors import ConfigInvalid
 from agent.validate import ConfigError, Validator, format_duration
-from agent.yamlsrc import Document, Path, SourceError, format_path
-from agent.yamlsrc import load as load_yaml
+from agent.yamlsrc import Document, Path, SourceError, format_path, parse, read
 from probes.registry import KINDS
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
@@ -209,15 +208,12 @@ class _Loader:
 
     def _document(self, path: str) -> Document | None:
         try:
-            with open(path, "rb") as fh:
-                self.digest.update(fh.read())
-            doc = load_yaml(path)
+            raw = read(path)  # one bounded read serves both the digest and the parser
+            self.digest.update(raw)
+            doc = parse(raw, path)
         except SourceError as exc:
             where = format_path(exc.path) if exc.path is not None else "(file)"
             self.errors.append(ConfigError(path, exc.line, where, exc.message))
-            return None
-        except OSError as exc:
-            self.errors.append(ConfigError(path, 1, "(file)", f"cannot read file: {exc.strerror}"))
             return None
         self.files.append(path)
         return doc

@@ -173,11 +173,15 @@ def parse(text: str | bytes, file: str) -> Document:
     return Document(file, data, lines)
 
 
-def load(path: str) -> Document:
-    """Read and parse a file; I/O problems become SourceError too."""
+def read(path: str) -> bytes:
+    """A file's bytes, never more than MAX_FILE_BYTES + 1 (enough for parse() to refuse it)."""
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+            return fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SourceError(1, f"cannot read file: {exc.strerror}") from None
-    return parse(raw, path)
+
+
+def load(path: str) -> Document:
+    """Read and parse a file; I/O problems become SourceError too."""
+    return parse(read(path), path)
