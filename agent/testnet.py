@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable
-
-BENCH_NET = ("198.18.", "198.19.")
 
 
 class TestNetError(RuntimeError):
@@ -141,8 +138,3 @@ class TestNet:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
-
-
-def is_test_address(addr: str, extra: Iterable[str] = ()) -> bool:
-    """True for loopback and the benchmarking range: the only places tests may send probes."""
-    return addr.startswith(("127.", "::1", *BENCH_NET, *extra))
