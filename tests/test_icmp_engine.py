@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import socket
 from dataclasses import replace
 
 import pytest
 
 from probes.icmp_engine import EXACT_SPACING_BELOW, IcmpEngine, _ident_filter
+from tests.helpers import cyclic_garbage
 
 pytestmark = pytest.mark.usefixtures("needs_root")
 
@@ -110,18 +110,7 @@ def test_cycles_leave_no_cyclic_garbage():
         engine = IcmpEngine(mode="raw")
         await asyncio.gather(*(engine.ping(f"127.5.0.{i}", socket.AF_INET, 2, 0.06, 0.5) for i in range(1, 21)))
         await engine.close()
-    gc.collect()
-    gc.disable()
-    try:
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        asyncio.run(main())
-        gc.collect()
-        leaked = [type(o).__name__ for o in gc.garbage if type(o).__name__ in ("_Cycle", "TickerCall", "EchoStats")]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-    assert leaked == []
+    assert cyclic_garbage(main, ("_Cycle", "TickerCall", "EchoStats")) == []
 
 
 def test_probe_submit_runs_literal_addresses_on_callbacks_and_declines_names():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 
 import pytest
 
 from agent.ticker import Ticker
+from tests.helpers import cyclic_garbage
 
 
 class _FakeLoop:
@@ -124,15 +124,4 @@ def test_on_a_real_loop_leaves_no_cyclic_garbage():
             c.cancel()
         ticker.call_later(0.003, done.set)
         await done.wait()
-    gc.collect()
-    gc.disable()
-    try:
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        asyncio.run(main())
-        gc.collect()
-        leaked = [o for o in gc.garbage if type(o).__name__ in ("TickerCall", "_Slot")]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-    assert leaked == []
+    assert cyclic_garbage(main, ("TickerCall", "_Slot")) == []
