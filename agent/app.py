@@ -1,4 +1,4 @@
-"""Wires config, probes, scheduler, metrics, reload and HTTP into one running agent."""
+"""Wires config, probe kinds, scheduler, store, exposition, reload and HTTP into one running agent."""
 
 from __future__ import annotations
 
@@ -6,20 +6,23 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 
 from agent import config as config_mod
-from agent.metrics import AgentStatus, Exposition, MetricsStore
-from agent.reload import Reloader
+from agent import webconfig
+from agent.exposition import AgentStatus, Exposition, Renderer
+from agent.reload import Plan, Reloader
 from agent.scheduler import Scheduler
 from agent.server import HttpServer, Routes
 from agent.shard import Shard
-from agent import webconfig
-from agent.errors import ConfigInvalid
+from agent.store import MetricsStore
 from agent.webconfig import WebConfig
-from probes.base import Probe
+from common.errors import ConfigInvalid
+from common.resolver import Resolver
+from probes.base import Probe, ProbeContext, ProbeKind
 from probes.registry import KINDS
 
 log = structlog.get_logger("lifeline.agent")
@@ -35,16 +38,20 @@ def agent_version() -> str:
 class Agent:
     def __init__(self, config_path: str, config: config_mod.Config, listen: str,
                  web: WebConfig | None = None, watch_interval: float = 0.0, shard: Shard | None = None,
-                 web_path: str = "") -> None:
+                 web_path: str = "", kinds: Mapping[str, ProbeKind] = KINDS) -> None:
         self.shard = shard or Shard()
+        self.kinds = kinds
         self.config = config
+        self._running: config_mod.Config | None = None  # the applied (sharded) configuration
+        self.resolver = Resolver()  # one for every kind, so the dns: section applies to all
         self.status = AgentStatus(version=agent_version())
-        self.store = MetricsStore(self.status)
-        self.exposition = Exposition(self.store)
+        self.store = MetricsStore(kinds)
         self.probes: dict[str, Probe] = {}
-        self.scheduler = Scheduler(self.probes, self.store.record, config.scheduler.max_in_flight)
+        self.exposition = Exposition(Renderer(self.store, kinds, self.status, self.probes))
+        self.scheduler = Scheduler(kinds, self.probes, self.store.record, config.scheduler.max_in_flight)
         self.status.scheduler_stats = self.scheduler.stats
-        self.reloader = Reloader(config_path, lambda: self.config, self._apply_new, self._reload_failed)
+        self.reloader = Reloader(config_path, lambda: self.config, self._apply_new, self._reload_failed,
+                                 load=lambda path: config_mod.load(path, kinds))
         self.listen = listen
         self.web = web
         self.web_path = web_path  # re-read on every reload, so passwords and certificates rotate without a restart
@@ -54,39 +61,28 @@ class Agent:
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def _ensure_probes(self, config: config_mod.Config) -> None:
-        """Start every probe kind the config uses (once); raises ProbeUnavailable with a remedy."""
-        for kind in sorted({k for t in config.targets for k in t.probes} | {"icmp"}):
-            if kind not in self.probes:
-                probe = KINDS[kind].factory()
-                await probe.start()
-                self.probes[kind] = probe
-                engine = getattr(probe, "engine", None)
-                if kind == "icmp" and engine is not None:
-                    self.status.icmp_ignored = engine.ignored
-                    log.info("icmp_sockets", **engine.socket_modes())
+    async def _open_probes(self) -> None:
+        """Open every kind's runtime once; raises ProbeUnavailable with a remedy (e.g. no ICMP sockets)."""
+        ctx = ProbeContext(resolver=self.resolver)
+        for name, kind in self.kinds.items():
+            probe = kind.open(ctx)
+            await probe.start()
+            self.probes[name] = probe
 
-    def _apply(self, config: config_mod.Config) -> tuple[int, int, int]:
+    def _apply(self, config: config_mod.Config) -> Plan:
         config = self.shard.select(config)  # validated whole; this agent keeps only its shard
-        self.store.apply_config(config)
-        counts = self.scheduler.apply(config)
-        for kind, probe in self.probes.items():
-            # Probes that keep per-target state (SNMP) drop what removed targets left behind.
-            retain = getattr(probe, "retain", None)
-            if retain is not None:
-                retain({t.name for t in config.targets if kind in t.probes})
-            configure = getattr(probe, "configure", None)
-            if configure is not None:
-                configure(config)
-        self.config = config
+        plan = Plan.between(self._running, config)
+        self.resolver.configure(config.dns)
+        self.store.apply(plan)
+        self.scheduler.apply(plan, self.store.targets)
+        self._running = self.config = config
         self.status.config_digest = config.digest
         self.status.reload_ok = True
         self.status.reload_success_time = time.time()
         self.exposition.invalidate()  # removed targets leave /metrics at once
-        return counts
+        return plan
 
-    async def _apply_new(self, config: config_mod.Config) -> tuple[int, int, int]:
-        await self._ensure_probes(config)
+    async def _apply_new(self, config: config_mod.Config) -> Plan:
         return self._apply(config)
 
     def _reload_failed(self) -> None:
@@ -136,7 +132,7 @@ class Agent:
         # (cycles started >50 ms late: 156 -> 13 of ~630).
         sys.setswitchinterval(0.0005)
         self._loop = asyncio.get_running_loop()
-        await self._ensure_probes(self.config)
+        await self._open_probes()
         self._apply(self.config)
         routes = Routes(metrics=self.exposition.get, ready=lambda: self._ready,
                         reload=self._reload_from_thread, version=self.status.version)

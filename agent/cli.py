@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from agent import config as config_mod
 from agent import logs
-from agent.errors import ConfigInvalid, ProbeUnavailable
+from common.errors import ConfigInvalid, ProbeUnavailable
 from agent.shard import Shard
-from agent.validate import parse_duration
+from common.validate import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:9123"
 

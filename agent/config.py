@@ -1,8 +1,10 @@
-"""The typed configuration model, its built-in defaults, and complete validation at load.
+"""The configuration loader: files, includes, tiers, targets; complete validation at load.
 
 ``load(path)`` returns a ``Config`` or raises ``ConfigInvalid`` carrying every
 error found across the main file and all ``targets_files``, each as
-``FILE:LINE: path.to.key: message``.
+``FILE:LINE: path.to.key: message``. The loader owns the core keys; each probe
+kind parses and checks its own tier keys, target block and profiles (see
+``probes/base.py``), with the same validator, so its errors carry lines too.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import glob
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.errors import ConfigInvalid
-from agent.validate import ConfigError, Validator, format_duration
-from agent.yamlsrc import Document, Path, SourceError, format_path, parse, read
+from common.errors import ConfigInvalid
+from common.model import DnsSettings, Target, Tier
+from common.validate import ConfigError, Validator
+from common.yamlsrc import Document, Path, SourceError, format_path, parse, read
+from probes.base import ProbeKind
 from probes.registry import KINDS
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
@@ -28,73 +33,26 @@ RESERVED_LABELS = frozenset({"target", "tier", "category", "site", "address", "j
 SEVERITIES = ("critical", "warning", "info")
 
 
-@dataclass(frozen=True, slots=True)
-class Tier:
-    name: str
-    priority: int  # lower is more urgent; P0 is 0
-    interval: float
-    timeout: float
-    packets: int
-    packet_interval: float
-    loss_warn: float
-    loss_crit: float
-    rtt_warn: float
-    rtt_crit: float
-    severity: str
-    snmp_interval: float
-    snmp_timeout: float
-    snmp_retries: int
-
-    @property
-    def icmp_cycle_budget(self) -> float:
-        """Longest an ICMP cycle can take: last packet's send plus its timeout."""
-        return (self.packets - 1) * self.packet_interval + self.timeout
-
-
-def _tier(name: str, priority: int, interval: float, timeout: float, packets: int, loss_warn: float,
-          loss_crit: float, rtt_warn: float, rtt_crit: float, severity: str, snmp_interval: float) -> Tier:
-    return Tier(name=name, priority=priority, interval=interval, timeout=timeout, packets=packets,
-                packet_interval=0.2, loss_warn=loss_warn, loss_crit=loss_crit, rtt_warn=rtt_warn,
-                rtt_crit=rtt_crit, severity=severity, snmp_interval=snmp_interval,
-                snmp_timeout=2.0, snmp_retries=1)
-
-
-# Built-in tiers: P0 is a lifeline circuit (hospital, emergency video), P3 a best-effort camera.
-DEFAULT_TIERS: dict[str, Tier] = {
-    t.name: t
-    for t in (
-        _tier("P0", 0, 5.0, 1.0, 5, 0.02, 0.10, 0.050, 0.150, "critical", 15.0),
-        _tier("P1", 1, 15.0, 2.0, 5, 0.05, 0.20, 0.100, 0.300, "critical", 30.0),
-        _tier("P2", 2, 30.0, 2.0, 3, 0.10, 0.30, 0.200, 0.500, "warning", 60.0),
-        _tier("P3", 3, 60.0, 3.0, 3, 0.20, 0.50, 0.300, 1.000, "info", 120.0),
-    )
+# Core tier keys: (priority, interval, timeout, severity) of the four built-in tiers. Each probe
+# kind adds its own part (ICMP: echoes and thresholds; SNMP: poll interval ...) to every tier.
+# P0 is a lifeline circuit (hospital, emergency video), P3 a best-effort camera.
+BUILT_IN_TIERS = {
+    "P0": (0, 5.0, 1.0, "critical"),
+    "P1": (1, 15.0, 2.0, "critical"),
+    "P2": (2, 30.0, 2.0, "warning"),
+    "P3": (3, 60.0, 3.0, "info"),
 }
-
-TIER_KEYS = ("priority", "interval", "timeout", "packets", "packet_interval", "loss_warn", "loss_crit",
-             "rtt_warn", "rtt_crit", "severity", "snmp_interval", "snmp_timeout", "snmp_retries")
+CORE_TIER_KEYS = ("priority", "interval", "timeout", "severity")
 TARGET_KEYS = ("name", "address", "tier", "category", "site", "labels", "probes")
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    name: str
-    address: str
-    tier: str
-    category: str
-    site: str
-    labels: tuple[tuple[str, str], ...]
-    probes: tuple[str, ...]
-    # Per-kind settings, e.g. {"snmp": SnmpSettings(...)}; kinds without settings are absent.
-    settings: tuple[tuple[str, Any], ...] = ()
-    source: str = ""  # "file:line", for messages
+def default_tiers(kinds: Mapping[str, ProbeKind] = KINDS) -> dict[str, Tier]:
+    return {name: Tier(name=name, priority=p, interval=i, timeout=t, severity=sev,
+                       parts={k: part for k, kind in kinds.items() if (part := kind.default_tier(name)) is not None})
+            for name, (p, i, t, sev) in BUILT_IN_TIERS.items()}
 
-    def setting(self, kind: str) -> Any:
-        return dict(self.settings).get(kind)
 
-    def identity(self) -> tuple[Any, ...]:
-        """Everything that affects probing and labels; equal identity means "unchanged" on reload."""
-        return (self.name, self.address, self.tier, self.category, self.site, self.labels, self.probes,
-                self.settings)
+DEFAULT_TIERS = default_tiers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +70,6 @@ class ReloadSettings:
     p0_drop_intended: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class DnsSettings:
-    cache_ttl: float = 60.0  # seconds a resolved host name is reused
-    negative_ttl: float = 10.0  # retry failed names sooner, so a fixed DNS entry is noticed quickly
-
-
 @dataclass(frozen=True)
 class Config:
     tiers: dict[str, Tier]
@@ -130,9 +82,9 @@ class Config:
     digest: str = ""  # sha256 over every file read, for the config info metric and no-op reloads
 
 
-def load(path: str) -> Config:
+def load(path: str, kinds: Mapping[str, ProbeKind] = KINDS) -> Config:
     """Load and validate ``path`` and every file it includes; raise ConfigInvalid with all errors."""
-    loader = _Loader()
+    loader = _Loader(kinds)
     config = loader.load(path)
     if loader.errors or config is None:
         order = {f: i for i, f in enumerate(dict.fromkeys(e.file for e in loader.errors))}
@@ -140,68 +92,64 @@ def load(path: str) -> Config:
     return config
 
 
-def parse_tiers(v: Validator, raw: Any, path: Path) -> dict[str, Tier]:
-    tiers = dict(DEFAULT_TIERS)
+def parse_tiers(v: Validator, raw: Any, path: Path, kinds: Mapping[str, ProbeKind] = KINDS) -> dict[str, Tier]:
+    tiers = default_tiers(kinds)
     if raw is None:
         return tiers
     if not isinstance(raw, dict):
         v.error(path, "must be a mapping of tier name to settings")
         return tiers
+    owners = {key: kind for kind in kinds.values() for key in kind.tier_keys}
     for name, body in raw.items():
         tpath = path + (name,)
         if not isinstance(name, str) or not TIER_NAME_RE.fullmatch(name):
             v.error(tpath, f"tier names are letters, digits, '-' and '_' (got {name!r})")
             continue
         body = {} if body is None else body
-        fields = v.mapping(tpath, body, TIER_KEYS)
+        fields = v.mapping(tpath, body, (*CORE_TIER_KEYS, *owners))
         if fields is None:
             continue
-        base = tiers.get(name) or replace(DEFAULT_TIERS["P3"], name=name, priority=4 + len(tiers))
-        tiers[name] = _parse_tier(v, tpath, fields, base)
+        # A new tier starts from the built-in P3, after the built-in priorities.
+        base = tiers.get(name) or replace(default_tiers(kinds)["P3"], name=name, priority=4 + len(tiers))
+        tiers[name] = _parse_tier(v, tpath, fields, base, owners, kinds)
     return tiers
 
 
-def _parse_tier(v: Validator, path: Path, f: dict[str, Any], base: Tier) -> Tier:
-    changes: dict[str, Any] = {}
-    checks = {
-        "priority": lambda p, x: v.integer(p, x, lo=0, hi=99),
-        "interval": lambda p, x: v.duration(p, x, lo=0.05),
-        "timeout": lambda p, x: v.duration(p, x, lo=0.001),
-        "packets": lambda p, x: v.integer(p, x, lo=1, hi=100),
-        "packet_interval": lambda p, x: v.duration(p, x, lo=0.0001, hi=60),
-        "loss_warn": v.ratio, "loss_crit": v.ratio,
-        "rtt_warn": lambda p, x: v.duration(p, x, lo=0.0), "rtt_crit": lambda p, x: v.duration(p, x, lo=0.0),
-        "severity": lambda p, x: v.choice(p, x, SEVERITIES),
-        "snmp_interval": lambda p, x: v.duration(p, x, lo=0.1),
-        "snmp_timeout": lambda p, x: v.duration(p, x, lo=0.01, hi=60),
-        "snmp_retries": lambda p, x: v.integer(p, x, lo=0, hi=10),
-    }
+_CORE_CHECKS = {
+    "priority": lambda v, p, x: v.integer(p, x, lo=0, hi=99),
+    "interval": lambda v, p, x: v.duration(p, x, lo=0.05),
+    "timeout": lambda v, p, x: v.duration(p, x, lo=0.001),
+    "severity": lambda v, p, x: v.choice(p, x, SEVERITIES),
+}
+
+
+def _parse_tier(v: Validator, path: Path, fields: dict[str, Any], base: Tier, owners: Mapping[str, ProbeKind],
+                kinds: Mapping[str, ProbeKind]) -> Tier:
+    core: dict[str, Any] = {}
+    per_kind: dict[str, dict[str, Any]] = {}
     failed = False
-    for key, value in f.items():
-        checked = checks[key](path + (key,), value)
+    for key, value in fields.items():  # in file order, so errors on one line keep their order
+        owner = owners.get(key)
+        check = _CORE_CHECKS[key] if owner is None else owner.tier_keys[key]
+        checked = check(v, path + (key,), value)
         failed = failed or checked is None
-        changes[key] = checked
+        if owner is None:
+            core[key] = checked
+        else:
+            per_kind.setdefault(owner.name, {})[key] = checked
     if failed:
         return base  # cross-field checks on half-valid values would only add noise
-    tier = replace(base, **changes)
-    if tier.icmp_cycle_budget >= tier.interval:
-        key = "timeout" if "timeout" in f else "interval"
-        detail = (f"timeout ({format_duration(tier.timeout)})" if tier.packets == 1 else
-                  f"{tier.packets} packets {format_duration(tier.packet_interval)} apart plus timeout "
-                  f"({format_duration(tier.icmp_cycle_budget)})")
-        v.error(path + (key,), f"{detail} must be below interval ({format_duration(tier.interval)})")
-    if tier.snmp_timeout * (tier.snmp_retries + 1) >= tier.snmp_interval:
-        v.error(path + ("snmp_timeout",), f"snmp_timeout x (snmp_retries + 1) must be below snmp_interval "
-                                          f"({format_duration(tier.snmp_interval)})")
-    if tier.loss_crit < tier.loss_warn:
-        v.error(path + ("loss_crit",), "must not be below loss_warn")
-    if tier.rtt_crit < tier.rtt_warn:
-        v.error(path + ("rtt_crit",), "must not be below rtt_warn")
-    return tier
+    tier = replace(base, **core)
+    parts = dict(tier.parts)
+    for name, kind in kinds.items():
+        if name in parts:
+            parts[name] = kind.parse_tier(v, path, per_kind.get(name, {}), fields, tier, parts[name])
+    return replace(tier, parts=parts)
 
 
 class _Loader:
-    def __init__(self) -> None:
+    def __init__(self, kinds: Mapping[str, ProbeKind]) -> None:
+        self.kinds = kinds
         self.errors: list[ConfigError] = []
         self.digest = hashlib.sha256()
         self.files: list[str] = []
@@ -227,17 +175,17 @@ class _Loader:
             v.error((), "file is empty; expected a mapping with 'targets' (and optionally 'tiers')")
             self.errors.extend(v.errors)
             return None
-        profile_keys = {k.profiles_key: k for k in KINDS.values() if k.profiles_key}
+        profile_keys = {k.profiles_key: k for k in self.kinds.values() if k.profiles_key}
         top = v.mapping((), doc.data, ("tiers", "targets", "targets_files", "scheduler", "reload", "dns",
                                        *profile_keys))
         if top is None:
             self.errors.extend(v.errors)
             return None
-        tiers = parse_tiers(v, top.get("tiers"), ("tiers",))
+        tiers = parse_tiers(v, top.get("tiers"), ("tiers",), self.kinds)
         scheduler = self._scheduler(v, top.get("scheduler"))
         reload = self._reload(v, top.get("reload"))
         dns = self._dns(v, top.get("dns"))
-        profiles = {key: kind.parse_profiles(v, top[key], (key,)) if kind.parse_profiles else {}
+        profiles = {kind.name: kind.parse_profiles(v, top[key], (key,))
                     for key, kind in profile_keys.items() if key in top}
         targets = self._targets(v, top.get("targets"), ("targets",), tiers, profiles)
         includes, patterns = self._include(v, top.get("targets_files"), os.path.dirname(path))
@@ -318,7 +266,7 @@ class _Loader:
         items = v.seq(path, raw)
         out = []
         for i, item in enumerate(items or []):
-            target = _parse_target(v, path + (i,), item, tiers, profiles)
+            target = _parse_target(v, path + (i,), item, tiers, profiles, self.kinds)
             if target is not None:
                 out.append((target, v.where(path + (i, "name")), format_path(path + (i, "name"))))
         return out
@@ -336,8 +284,8 @@ class _Loader:
 
 
 def _parse_target(v: Validator, path: Path, raw: Any, tiers: dict[str, Tier],
-                  profiles: dict[str, dict[str, Any]]) -> Target | None:
-    settings_keys = {k.settings_key: k for k in KINDS.values() if k.settings_key}
+                  profiles: dict[str, Any], kinds: Mapping[str, ProbeKind]) -> Target | None:
+    settings_keys = {k.settings_key: k for k in kinds.values() if k.settings_key}
     f = v.mapping(path, raw, (*TARGET_KEYS, *settings_keys), required=("name", "address", "tier"))
     if f is None:
         return None
@@ -352,18 +300,16 @@ def _parse_target(v: Validator, path: Path, raw: Any, tiers: dict[str, Tier],
     category = v.label_value(path + ("category",), f.get("category", "unspecified"))
     site = v.label_value(path + ("site",), f.get("site", "unspecified"))
     labels = _parse_labels(v, path + ("labels",), f.get("labels"))
-    probes = _parse_probe_list(v, path + ("probes",), f.get("probes", ["icmp"]))
+    probes = _parse_probe_list(v, path + ("probes",), f.get("probes", ["icmp"]), kinds)
     settings = []
     for key, kind in settings_keys.items():
         if kind.name in probes or key in f:
             if key in f and kind.name not in probes:
                 v.error(path + (key,), f"settings for {kind.name!r} but 'probes' does not list it")
                 continue
-            if kind.parse_settings is not None:
-                parsed = kind.parse_settings(v, f.get(key), path + (key,),
-                                             profiles.get(kind.profiles_key or "", {}))
-                if parsed is not None:
-                    settings.append((kind.name, parsed))
+            parsed = kind.parse_settings(v, f.get(key), path + (key,), profiles.get(kind.name, {}))
+            if parsed is not None:
+                settings.append((kind.name, parsed))
     if len(v.errors) != before:
         return None
     return Target(name=name, address=address, tier=tier, category=category, site=site, labels=labels,
@@ -390,7 +336,7 @@ def _parse_labels(v: Validator, path: Path, raw: Any) -> tuple[tuple[str, str], 
     return tuple(sorted(out))
 
 
-def _parse_probe_list(v: Validator, path: Path, raw: Any) -> tuple[str, ...]:
+def _parse_probe_list(v: Validator, path: Path, raw: Any, kinds: Mapping[str, ProbeKind]) -> tuple[str, ...]:
     items = v.seq(path, raw)
     if items is None:
         return ()
@@ -398,8 +344,8 @@ def _parse_probe_list(v: Validator, path: Path, raw: Any) -> tuple[str, ...]:
         v.error(path, "must list at least one probe")
     out: list[str] = []
     for i, item in enumerate(items):
-        if not isinstance(item, str) or item not in KINDS:
-            v.error(path + (i,), f"unknown probe {item!r}; known probes: {', '.join(sorted(KINDS))}")
+        if not isinstance(item, str) or item not in kinds:
+            v.error(path + (i,), f"unknown probe {item!r}; known probes: {', '.join(sorted(kinds))}")
         elif item in out:
             v.error(path + (i,), f"probe {item!r} listed twice")
         else:

@@ -1,10 +1,14 @@
-"""Reloading: validate first, refuse dangerous changes, apply as a diff, watch files.
+"""Reloading: validate first, refuse dangerous changes, apply as one plan, watch files.
 
 A reload never interrupts monitoring. The new files are parsed off the event
 loop; any error keeps the running configuration. A reload that would take
 more than ``reload.max_p0_drop_ratio`` of the most urgent tier's targets out
 of that tier is refused unless the new file sets ``reload.p0_drop_intended``:
 an admin's truncated save at 2 a.m. must not silence the hospitals.
+
+What a new configuration changes is worked out here once, as a ``Plan``, and
+handed to the metrics store (whose state to keep), the scheduler (which jobs
+keep their phase) and, through the store, each probe kind (``new_state``).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import glob
 import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from agent import config as config_mod
-from agent.errors import ConfigInvalid
+from common.errors import ConfigInvalid
+from common.model import Target
+
+JobKey = tuple[str, str]  # (target name, probe kind)
 
 log = structlog.get_logger("lifeline.reload")
 
@@ -28,6 +35,58 @@ log = structlog.get_logger("lifeline.reload")
 class Outcome:
     ok: bool
     message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The difference between the running configuration and ``new``, per target and per probe.
+
+    * ``kept``: same name, same identity, same tier: the target's state stays as it is;
+    * ``changed``: same name and tier, something else differs (address, labels, a kind's
+      block): the target's counters stay, each kind decides what of its own state to keep;
+    * ``added``: a new name, or a target that moved tier (its series' labels change,
+      so it starts afresh); ``removed``: names that are gone.
+
+    A job (target, kind) keeps its schedule only if its target and its tier's settings
+    are unchanged; every other job of the new configuration starts anew.
+    """
+
+    new: config_mod.Config
+    kept: dict[str, Target] = field(default_factory=dict)
+    changed: dict[str, tuple[Target, Target]] = field(default_factory=dict)  # name -> (old, new)
+    added: dict[str, Target] = field(default_factory=dict)
+    removed: dict[str, Target] = field(default_factory=dict)
+    jobs_kept: frozenset[JobKey] = frozenset()
+    jobs_added: frozenset[JobKey] = frozenset()
+    jobs_removed: frozenset[JobKey] = frozenset()
+
+    @classmethod
+    def between(cls, old: config_mod.Config | None, new: config_mod.Config) -> Plan:
+        before = {t.name: t for t in old.targets} if old is not None else {}
+        old_tiers = old.tiers if old is not None else {}
+        kept: dict[str, Target] = {}
+        changed: dict[str, tuple[Target, Target]] = {}
+        added: dict[str, Target] = {}
+        jobs_kept: set[JobKey] = set()
+        jobs_added: set[JobKey] = set()
+        for target in new.targets:
+            was = before.get(target.name)
+            same = was is not None and was.identity() == target.identity()
+            if was is None or was.tier != target.tier:
+                added[target.name] = target
+            elif same:
+                kept[target.name] = target
+            else:
+                changed[target.name] = (was, target)
+            same_job = same and old_tiers.get(target.tier) == new.tiers[target.tier]
+            for kind in target.probes:
+                (jobs_kept if same_job else jobs_added).add((target.name, kind))
+        names = {t.name for t in new.targets}
+        removed = {name: t for name, t in before.items() if name not in names}
+        old_jobs = {(t.name, k) for t in before.values() for k in t.probes}
+        return cls(new=new, kept=kept, changed=changed, added=added, removed=removed,
+                   jobs_kept=frozenset(jobs_kept), jobs_added=frozenset(jobs_added),
+                   jobs_removed=frozenset(old_jobs - jobs_kept))
 
 
 def urgent_targets(cfg: config_mod.Config) -> set[str]:
@@ -55,12 +114,13 @@ class Reloader:
     """Serialises reloads and owns the optional file watcher."""
 
     def __init__(self, path: str, current: Callable[[], config_mod.Config],
-                 apply: Callable[[config_mod.Config], Awaitable[tuple[int, int, int]]],
-                 failed: Callable[[], None]) -> None:
+                 apply: Callable[[config_mod.Config], Awaitable[Plan]],
+                 failed: Callable[[], None], load: Callable[[str], config_mod.Config] = config_mod.load) -> None:
         self.path = path
         self._current = current
         self._apply = apply
         self._failed = failed
+        self._load = load
         self._lock = asyncio.Lock()
         # Parsing 10k targets takes a while: do it off the loop, one file set at a time.
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config")
@@ -69,7 +129,7 @@ class Reloader:
         async with self._lock:
             loop = asyncio.get_running_loop()
             try:
-                new = await loop.run_in_executor(self._parser, config_mod.load, self.path)
+                new = await loop.run_in_executor(self._parser, self._load, self.path)
             except ConfigInvalid as exc:
                 self._failed()
                 for err in exc.errors:
@@ -85,7 +145,8 @@ class Reloader:
                 self._failed()
                 log.error("reload_refused", trigger=trigger, reason=refusal)
                 return Outcome(False, refusal)
-            added, removed, kept = await self._apply(new)
+            plan = await self._apply(new)
+            added, removed, kept = len(plan.jobs_added), len(plan.jobs_removed), len(plan.jobs_kept)
             log.info("reload_applied", trigger=trigger, added=added, removed=removed, kept=kept,
                      targets=len(new.targets))
             return Outcome(True, f"reloaded: {added} jobs added, {removed} removed, {kept} kept")

@@ -18,30 +18,35 @@ import itertools
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
-from agent.config import Config, Target, Tier
-from agent.ticker import DEFAULT_TICK
-from probes.base import REASON_INTERNAL, Probe, ProbeResult
-from probes.registry import KINDS
+from agent.reload import Plan
+from common.model import Target, Tier
+from common.ticker import DEFAULT_TICK
+from probes.base import REASON_INTERNAL, Probe, ProbeKind, ProbeResult
 
 log = structlog.get_logger("lifeline.scheduler")
 
-Sink = Callable[[Target, str, ProbeResult, float], None]
+# (owner, kind, result, lag): ``owner`` is whatever the caller of ``apply`` gave for the target
+# (the metrics store's TargetState), handed back with each of its results.
+Sink = Callable[[Any, str, ProbeResult, float], None]
 # Phase slots hold about this many cycles, are at most this wide, and at least one tick.
 CYCLES_PER_SLOT = 20
 PHASE_GRID_MAX = 0.05
 
 
 class Job:
-    __slots__ = ("target", "tier", "kind", "probe", "interval", "due", "running", "cancelled", "key")
+    __slots__ = ("target", "tier", "kind", "probe", "owner", "state", "interval", "due", "running", "cancelled",
+                 "key")
 
-    def __init__(self, target: Target, tier: Tier, kind: str, probe: Probe, now: float, grid: float = 0.0) -> None:
+    def __init__(self, target: Target, tier: Tier, kind: str, probe: Probe, owner: Any, state: Any,
+                 interval: float, now: float, grid: float = 0.0) -> None:
         self.target, self.tier, self.kind, self.probe = target, tier, kind, probe
-        self.interval = KINDS[kind].interval(tier)
+        self.owner, self.state = owner, state  # the target's state holder, and the kind's own state
+        self.interval = interval
         self.key = (target.tier, kind)
         phase = zlib.crc32(f"{target.name}/{kind}".encode()) / 2**32 * self.interval
         if grid > 0:
@@ -55,13 +60,12 @@ class Job:
         self.running = False
         self.cancelled = False
 
-    def identity(self) -> tuple[Any, ...]:
-        return (self.target.identity(), self.tier, self.kind)
-
 
 class Scheduler:
-    def __init__(self, probes: dict[str, Probe], sink: Sink, max_in_flight: int = 2000,
-                 loop: asyncio.AbstractEventLoop | None = None, tick: float = DEFAULT_TICK) -> None:
+    def __init__(self, kinds: Mapping[str, ProbeKind], probes: Mapping[str, Probe], sink: Sink,
+                 max_in_flight: int = 2000, loop: asyncio.AbstractEventLoop | None = None,
+                 tick: float = DEFAULT_TICK) -> None:
+        self.kinds = kinds
         self.probes = probes
         self.tick = tick
         self.sink = sink
@@ -87,33 +91,40 @@ class Scheduler:
         return {"in_flight": self._in_flight, "queued": len(self._ready), "skipped": dict(self._skipped),
                 "jobs": len(self._jobs)}
 
-    def apply(self, config: Config) -> tuple[int, int, int]:
-        """Diff the job set against ``config``; unchanged jobs keep their schedule. Returns (added, removed, kept)."""
+    def apply(self, plan: Plan, owners: Mapping[str, Any]) -> None:
+        """Follow ``plan``: its removed jobs stop, its kept jobs keep their schedule, its added ones start.
+
+        ``owners`` maps each target name to its state holder, whose ``kinds[kind]`` is the state
+        passed to the probe; the holder comes back to the sink with each result.
+        """
         now = self.loop.time()
-        wanted: dict[tuple[str, str], tuple[Target, Tier, str]] = {}
-        for target in config.targets:
-            for kind in target.probes:
-                if kind in self.probes:
-                    wanted[(target.name, kind)] = (target, config.tiers[target.tier], kind)
-        per_interval = Counter(KINDS[kind].interval(tier) for _, tier, kind in wanted.values())
-        added = removed = kept = 0
-        for key, job in list(self._jobs.items()):
-            spec = wanted.get(key)
-            if spec is None or (spec[0].identity(), spec[1], spec[2]) != job.identity():
+        for key in plan.jobs_removed:
+            job = self._jobs.pop(key, None)
+            if job is not None:
                 job.cancelled = True  # lazily dropped from the heaps
-                del self._jobs[key]
-                removed += 1
-        for key, (target, tier, kind) in wanted.items():
-            if key in self._jobs:
-                kept += 1
-                continue
-            interval = KINDS[kind].interval(tier)
-            job = Job(target, tier, kind, self.probes[kind], now, self.phase_grid(interval, per_interval[interval]))
-            self._jobs[key] = job
+        if not plan.jobs_added:
+            self._wake()
+            return
+        config = plan.new
+        specs = []
+        per_interval: Counter[float] = Counter()  # over every job, kept ones too: it sets the phase grid
+        for target in config.targets:
+            tier = config.tiers[target.tier]
+            for kind in target.probes:
+                interval = self.kinds[kind].interval(tier, target.setting(kind))
+                per_interval[interval] += 1
+                if (target.name, kind) in plan.jobs_added:
+                    specs.append((target, tier, kind, interval))
+        for target, tier, kind, interval in specs:
+            old = self._jobs.get((target.name, kind))
+            if old is not None:
+                old.cancelled = True
+            owner = owners[target.name]
+            job = Job(target, tier, kind, self.probes[kind], owner, owner.kinds[kind], interval, now,
+                      self.phase_grid(interval, per_interval[interval]))
+            self._jobs[(target.name, kind)] = job
             heapq.heappush(self._timers, (job.due, next(self._seq), job))
-            added += 1
         self._wake()
-        return added, removed, kept
 
     def phase_grid(self, interval: float, jobs: int) -> float:
         """Width of the phase slots for ``jobs`` jobs sharing ``interval``: a multiple of the tick.
@@ -171,15 +182,13 @@ class Scheduler:
         self._in_flight += 1
         # Probes that can run a cycle on callbacks (ICMP to a literal address) skip the
         # task and its coroutine chain: at 1,000 cycles/s that was ~10 % of the agent's CPU.
-        submit = getattr(job.probe, "submit", None)
-        if submit is not None:
-            try:
-                if submit(job.target, job.tier, lambda result: self._finished(job, lag, result)):
-                    return
-            except Exception as exc:  # noqa: BLE001 - same contract as run(): count it, keep going
-                log.exception("probe_crashed", target=job.target.name, tier=job.target.tier, probe=job.kind)
-                self._finished(job, lag, ProbeResult(ok=False, reason=REASON_INTERNAL, detail=type(exc).__name__))
+        try:
+            if job.probe.submit(job.target, job.tier, job.state, lambda result: self._finished(job, lag, result)):
                 return
+        except Exception as exc:  # noqa: BLE001 - same contract as run(): count it, keep going
+            log.exception("probe_crashed", target=job.target.name, tier=job.target.tier, probe=job.kind)
+            self._finished(job, lag, ProbeResult(ok=False, reason=REASON_INTERNAL, detail=type(exc).__name__))
+            return
         task = self.loop.create_task(self._run(job, lag))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -193,13 +202,13 @@ class Scheduler:
         if job.cancelled or self._stopped:
             return
         try:
-            self.sink(job.target, job.kind, result, lag)
+            self.sink(job.owner, job.kind, result, lag)
         except Exception:  # noqa: BLE001 - a sink bug must not break the socket reader that called us
             log.exception("sink_failed", target=job.target.name, probe=job.kind)
 
     async def _run(self, job: Job, lag: float) -> None:
         try:
-            result = await job.probe.run(job.target, job.tier)
+            result = await job.probe.run(job.target, job.tier, job.state)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the schedule
@@ -211,7 +220,7 @@ class Scheduler:
             if self._ready:
                 self._wake()
         if not job.cancelled:
-            self.sink(job.target, job.kind, result, lag)
+            self.sink(job.owner, job.kind, result, lag)
 
     async def stop(self) -> None:
         self._stopped = True

@@ -22,10 +22,10 @@ from typing import Any
 
 import bcrypt
 
-from agent.errors import ConfigInvalid
-from agent.validate import ConfigError, Validator
-from agent.yamlsrc import SourceError
-from agent.yamlsrc import load as load_yaml
+from common.errors import ConfigInvalid
+from common.validate import ConfigError, Validator
+from common.yamlsrc import SourceError
+from common.yamlsrc import load as load_yaml
 
 _BCRYPT_RE = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 _UNSUPPORTED = {"cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "client_allowed_sans"}

@@ -31,8 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.config import DEFAULT_TIERS  # noqa: E402
-from probes.snmp import SnmpProbe  # noqa: E402
-from probes.snmp_config import Secret, SnmpSettings  # noqa: E402
+from probes.snmp import SnmpKind  # noqa: E402
+from probes.snmp.probe import SnmpProbe  # noqa: E402
+from probes.snmp.config import Secret, SnmpSettings  # noqa: E402
 
 from benchlib import wait_until  # noqa: E402
 
@@ -111,20 +112,27 @@ class Target:
 
 
 async def lifeline_phase(ports: list[int], rounds: int, concurrency: int, snmpd_pid: int) -> dict:
-    probe = SnmpProbe()
-    tier = dataclasses.replace(DEFAULT_TIERS["P1"], snmp_timeout=2.0, snmp_retries=1, snmp_interval=60.0)
+    probe, kind = SnmpProbe(), SnmpKind()
+    base = DEFAULT_TIERS["P1"]
+    tier = dataclasses.replace(base, parts={**base.parts, "snmp": dataclasses.replace(
+        base.parts["snmp"], timeout=2.0, retries=1, interval=60.0)})
     targets = [Target(f"dev{p}", SnmpSettings(version="2c", port=p, community=Secret(COMMUNITY))) for p in ports]
+    states = {t.name: kind.new_state(t) for t in targets}
     sem = asyncio.Semaphore(concurrency)
     failures = 0
 
     async def one(t: Target) -> None:
+        # What the agent does per poll: the poll, then recording and formatting its lines.
         nonlocal failures
         async with sem:
-            r = await probe.run(t, tier)
+            state = states[t.name]
+            r = await probe.run(t, tier, state)
+            kind.record(state, r)
+            kind.fragments(state, b'target="%s",tier="bench"' % t.name.encode())
             failures += not r.ok
 
     await asyncio.gather(*(one(t) for t in targets))  # warm-up: discovery, socket, imports
-    interfaces = len(probe.state(targets[0].name).interfaces or {})
+    interfaces = len(states[targets[0].name].interfaces or {})
     failures = 0
     sent0 = probe._udp.stats.sent
     cpu0, wall0, agent0 = time.process_time(), time.monotonic(), cpu_seconds(snmpd_pid)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.testnet import TestNet, available
+from tests.testnet import TestNet, available
 from tests.helpers import AgentProcess, require_root
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from agent import config as config_mod
 from agent.cli import check, main
-from agent.errors import ConfigInvalid
+from common.errors import ConfigInvalid
 from tests.helpers import ROOT
 
 BAD = Path(__file__).parent / "configs" / "bad"
@@ -28,7 +28,7 @@ def test_example_config_is_valid():
     assert {"P0", "P1", "P2", "P3"} <= tiers
     hospital = next(t for t in cfg.targets if t.name == "putuo-hospital-fever-clinic")
     assert dict(hospital.labels)["circuit_id"] == "ZS-MSTP-0036"
-    assert cfg.tiers["P1"].rtt_warn == pytest.approx(0.080)
+    assert cfg.tiers["P1"].parts["icmp"].rtt_warn == pytest.approx(0.080)
     assert cfg.tiers["P1"].interval == 15.0
 
 

@@ -27,7 +27,7 @@ from datetime import datetime
 
 import pytest
 
-from agent.testnet import TestNet, available
+from tests.testnet import TestNet, available
 from tests import grafana_model as gm
 from tests.helpers import AgentProcess, require_root, require_tool, wait_for
 from tests.promstack import Alertmanager, Prometheus, WebhookReceiver, alertmanager_config

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import gzip
 
-from agent.config import DEFAULT_TIERS, Config, Target
-from agent.metrics import Exposition, MetricsStore
-from probes.icmp import IcmpResult
+from probes.icmp.result import IcmpResult
+from tests import kit
 from tests.helpers import samples, value
 
-
-def _target(name, **kw):
-    base = dict(name=name, address="127.0.0.1", tier="P0", category="c", site="s", labels=(), probes=("icmp",))
-    base.update(kw)
-    return Target(**base)
-
-
-def _config(*targets):
-    return Config(tiers=dict(DEFAULT_TIERS), targets=tuple(targets))
+_target = kit.target
+_config = kit.config
 
 
 def _ok(sent, rtt=0.001):
@@ -26,15 +18,14 @@ def _ok(sent, rtt=0.001):
 
 def test_results_after_a_reordering_reload_land_on_their_own_target():
     a, b, c = _target("a"), _target("b"), _target("c")
-    store = MetricsStore()
-    store.apply_config(_config(a, b, c))
+    store = kit.StoreKit(a, b, c)
     for t, n in ((a, 1), (b, 2), (c, 3)):
         store.record(t, "icmp", _ok(n), lag=0)
     d = _target("d")
-    store.apply_config(_config(d, c, a))  # b removed, order changed, d new in front
+    store.apply(_config(d, c, a))  # b removed, order changed, d new in front
     store.record(a, "icmp", _ok(10), lag=0)
     store.record(d, "icmp", _ok(4), lag=0)
-    s = samples(store.render().decode())
+    s = samples(store.render())
     assert value(s, "lifeline_icmp_requests_total", target="a") == 11
     assert value(s, "lifeline_icmp_requests_total", target="c") == 3
     assert value(s, "lifeline_icmp_requests_total", target="d") == 4
@@ -44,21 +35,19 @@ def test_results_after_a_reordering_reload_land_on_their_own_target():
 
 def test_percent_signs_in_labels_survive_formatting():
     t = _target("100%-uptime", site="%s%d%%", labels=(("note", "50% %(x)s"),))
-    store = MetricsStore()
-    store.apply_config(_config(t))
+    store = kit.StoreKit(t)
     store.record(t, "icmp", _ok(2, 0.0003), lag=0)
-    s = samples(store.render().decode())
+    s = samples(store.render())
     assert value(s, "lifeline_target_info", target="100%-uptime", site="%s%d%%", note="50% %(x)s") == 1
     assert value(s, "lifeline_icmp_rtt_seconds_bucket", target="100%-uptime", le="0.0004") == 2
 
 
 def test_gzip_and_plain_bodies_hold_the_same_exposition():
     targets = [_target(f"t{i}") for i in range(50)]
-    store = MetricsStore(clock=lambda: 1000.0)
-    store.apply_config(_config(*targets))
+    store = kit.StoreKit(*targets, clock=lambda: 1000.0)
     for t in targets:
         store.record(t, "icmp", _ok(3), lag=0.001)
-    expo = Exposition(store, min_age=3600)
+    expo = store.exposition(min_age=3600)
     plain = expo.get()
     zipped = expo.get(gzipped=True)
     assert expo.get(gzipped=True) is zipped  # cached like the plain body

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import config as config_mod
-from agent.errors import ConfigInvalid
+from common.errors import ConfigInvalid
 
 KEYS = ["tiers", "targets", "targets_files", "scheduler", "reload", "dns", "snmp_profiles", "name", "address",
         "tier", "category", "site", "labels", "probes", "snmp", "P0", "P1", "interval", "timeout", "packets",

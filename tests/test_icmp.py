@@ -10,8 +10,10 @@ import ping3
 import pytest
 
 from agent.config import DEFAULT_TIERS
-from probes.icmp import IcmpProbe, Resolver
-from probes.icmp_engine import IcmpEngine
+from common.resolver import Resolver
+from probes.icmp.probe import IcmpProbe
+from tests.kit import retier
+from probes.icmp.engine import IcmpEngine
 
 pytestmark = pytest.mark.usefixtures("needs_root")
 
@@ -26,9 +28,7 @@ class _Target:
 
 
 def tier(**changes):
-    from dataclasses import replace
-
-    return replace(DEFAULT_TIERS["P0"], **changes)
+    return retier(DEFAULT_TIERS["P0"], **changes)
 
 
 async def _ping(ip, family=socket.AF_INET, count=5, spacing=0.01, timeout=1.0, mode="raw"):
@@ -203,7 +203,7 @@ def test_forged_replies_never_count_as_success(testnet):
 
 DGRAM_SCRIPT = """
 import asyncio, json, socket
-from probes.icmp_engine import IcmpEngine
+from probes.icmp.engine import IcmpEngine
 async def main():
     engine = IcmpEngine(mode="dgram")
     out = {}

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from dataclasses import replace
 
 import pytest
 
-from probes.icmp_engine import EXACT_SPACING_BELOW, IcmpEngine, _ident_filter
+from probes.icmp.engine import EXACT_SPACING_BELOW, IcmpEngine, _ident_filter
 from tests.helpers import cyclic_garbage
 
 pytestmark = pytest.mark.usefixtures("needs_root")
@@ -115,7 +114,8 @@ def test_cycles_leave_no_cyclic_garbage():
 
 def test_probe_submit_runs_literal_addresses_on_callbacks_and_declines_names():
     from agent.config import DEFAULT_TIERS
-    from probes.icmp import IcmpProbe
+    from probes.icmp.probe import IcmpProbe
+    from tests.kit import retier
 
     class _Target:
         def __init__(self, address):
@@ -124,10 +124,10 @@ def test_probe_submit_runs_literal_addresses_on_callbacks_and_declines_names():
     async def main():
         probe = IcmpProbe(engine=IcmpEngine(mode="raw"))
         await probe.start()
-        tier = replace(DEFAULT_TIERS["P0"], packets=2, packet_interval=0.01)
+        tier = retier(DEFAULT_TIERS["P0"], packets=2, packet_interval=0.01)
         got = asyncio.get_running_loop().create_future()
-        accepted = probe.submit(_Target("127.0.0.1"), tier, got.set_result)
-        declined = probe.submit(_Target("checkpoint.example.invalid"), tier, got.set_result)
+        accepted = probe.submit(_Target("127.0.0.1"), tier, None, got.set_result)
+        declined = probe.submit(_Target("checkpoint.example.invalid"), tier, None, got.set_result)
         result = await asyncio.wait_for(got, 10)
         await probe.close()
         return accepted, declined, result, probe.resolver

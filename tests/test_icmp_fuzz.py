@@ -7,7 +7,7 @@ import socket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.icmp_engine import IcmpEngine, _FamilySocket
+from probes.icmp.engine import IcmpEngine, _FamilySocket
 
 IP_HEADER = b"\x45" + bytes(19)  # what a raw IPv4 socket puts in front of the ICMP message
 

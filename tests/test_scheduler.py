@@ -7,13 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from agent.config import DEFAULT_TIERS, Config, Target
-from agent.scheduler import Scheduler
-from probes.base import ProbeResult
+from agent.config import DEFAULT_TIERS, Config
+from common.model import Target
+from tests.kit import TestScheduler, retier
+from probes.base import Probe, ProbeResult
 
 
 def _tiers(interval: float):
-    return {name: replace(t, interval=interval, timeout=interval / 4, packets=1)
+    return {name: retier(t, interval=interval, timeout=interval / 4, packets=1)
             for name, t in DEFAULT_TIERS.items()}
 
 
@@ -32,16 +33,14 @@ async def _until(cond, timeout=5.0):
         await asyncio.sleep(0.005)
 
 
-class FakeProbe:
-    kind = "icmp"
-
+class FakeProbe(Probe):
     def __init__(self, behaviour=None):
         self.started: list[str] = []
         self.behaviour = behaviour
         self.concurrent: dict[str, int] = {}
         self.max_concurrent_same_target = 0
 
-    async def run(self, target, tier):
+    async def run(self, target, tier, state=None):
         self.started.append(target.name)
         self.concurrent[target.name] = self.concurrent.get(target.name, 0) + 1
         self.max_concurrent_same_target = max(self.max_concurrent_same_target, self.concurrent[target.name])
@@ -62,10 +61,10 @@ def test_p0_served_first_when_saturated():
             return ProbeResult(ok=True)
 
         probe = FakeProbe(behaviour)
-        sched = Scheduler({"icmp": probe}, lambda *a: None, max_in_flight=1)
+        sched = TestScheduler({"icmp": probe}, lambda *a: None, max_in_flight=1)
         targets = [_target(f"cam-{i}", "P3") for i in range(6)] + [_target("hospital", "P0"),
                                                                     _target("gov", "P1")]
-        sched.apply(_config(targets, interval=10.0))
+        sched.apply_config(_config(targets, interval=10.0))
         for job in sched._jobs.values():  # make everything due now, lower tiers first
             job.due = 0.0
         sched._timers = [(0.0 if job.target.tier == "P3" else 0.001, i, job)
@@ -92,8 +91,8 @@ def test_failing_probe_does_not_stop_the_loop():
             return ProbeResult(ok=True)
 
         results: list[tuple[str, ProbeResult]] = []
-        sched = Scheduler({"icmp": FakeProbe(behaviour)}, lambda t, k, r, lag: results.append((t.name, r)))
-        sched.apply(_config([_target("broken"), _target("fine")], interval=0.1))
+        sched = TestScheduler({"icmp": FakeProbe(behaviour)}, lambda t, k, r, lag: results.append((t.name, r)))
+        sched.apply_config(_config([_target("broken"), _target("fine")], interval=0.1))
         runner = asyncio.create_task(sched.run())
         await _until(lambda: sum(n == "fine" for n, _ in results) >= 3 and sum(n == "broken" for n, _ in results) >= 3)
         await sched.stop()
@@ -112,8 +111,8 @@ def test_slow_probe_skips_cycles_and_never_overlaps_itself():
             return ProbeResult(ok=True)
 
         probe = FakeProbe(behaviour)
-        sched = Scheduler({"icmp": probe}, lambda *a: None)
-        sched.apply(_config([_target("slow")], interval=0.1))
+        sched = TestScheduler({"icmp": probe}, lambda *a: None)
+        sched.apply_config(_config([_target("slow")], interval=0.1))
         runner = asyncio.create_task(sched.run())
         await _until(lambda: len(probe.started) >= 3, timeout=5)
         await sched.stop()
@@ -126,27 +125,27 @@ def test_slow_probe_skips_cycles_and_never_overlaps_itself():
 
 def test_apply_keeps_unchanged_jobs_and_their_schedule():
     async def main():
-        sched = Scheduler({"icmp": FakeProbe()}, lambda *a: None)
+        sched = TestScheduler({"icmp": FakeProbe()}, lambda *a: None)
         a, b = _target("a"), _target("b")
-        assert sched.apply(_config([a, b], interval=5)) == (2, 0, 0)
+        assert sched.apply_config(_config([a, b], interval=5)) == (2, 0, 0)
         job_a = sched._jobs[("a", "icmp")]
         due = job_a.due
         c = _target("c")
         b_moved = replace(b, address="127.0.0.9")
-        added, removed, kept = sched.apply(_config([a, b_moved, c], interval=5))
+        added, removed, kept = sched.apply_config(_config([a, b_moved, c], interval=5))
         assert (added, removed, kept) == (2, 1, 1)
         assert sched._jobs[("a", "icmp")] is job_a and job_a.due == due
         assert sched._jobs[("b", "icmp")].target.address == "127.0.0.9"
-        assert sched.apply(_config([c], interval=5)) == (0, 2, 1)
+        assert sched.apply_config(_config([c], interval=5)) == (0, 2, 1)
         assert set(sched._jobs) == {("c", "icmp")}
     asyncio.run(main())
 
 
 def test_phases_are_spread_across_the_interval():
     async def main():
-        sched = Scheduler({"icmp": FakeProbe()}, lambda *a: None)
+        sched = TestScheduler({"icmp": FakeProbe()}, lambda *a: None)
         before = asyncio.get_running_loop().time()  # read before apply: due times are >= apply's clock
-        sched.apply(_config([_target(f"cam-{i}") for i in range(1000)], interval=10))
+        sched.apply_config(_config([_target(f"cam-{i}") for i in range(1000)], interval=10))
         after = asyncio.get_running_loop().time()
         return [job.due - before for job in sched._jobs.values()], after - before
     offsets, elapsed = asyncio.run(main())
@@ -160,8 +159,8 @@ def test_phases_are_spread_across_the_interval():
 def test_lag_is_reported_to_the_sink(interval):
     async def main():
         lags = []
-        sched = Scheduler({"icmp": FakeProbe()}, lambda t, k, r, lag: lags.append(lag))
-        sched.apply(_config([_target("x")], interval=interval))
+        sched = TestScheduler({"icmp": FakeProbe()}, lambda t, k, r, lag: lags.append(lag))
+        sched.apply_config(_config([_target("x")], interval=interval))
         runner = asyncio.create_task(sched.run())
         await _until(lambda: len(lags) >= 3)
         await sched.stop()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
-from agent.config import DEFAULT_TIERS, Config, Target
-from agent.scheduler import Scheduler
-from probes.base import ProbeResult
+from agent.config import DEFAULT_TIERS, Config
+from common.model import Target
+from tests.kit import TestScheduler, retier
+from probes.base import Probe, ProbeResult
 
 
 def _config(*names, interval=0.05):
-    tiers = {n: replace(t, interval=interval, timeout=interval / 4, packets=1) for n, t in DEFAULT_TIERS.items()}
+    tiers = {n: retier(t, interval=interval, timeout=interval / 4, packets=1) for n, t in DEFAULT_TIERS.items()}
     targets = tuple(Target(name=n, address="127.0.0.1", tier="P0", category="c", site="s", labels=(),
                            probes=("icmp",)) for n in names)
     return Config(tiers=tiers, targets=targets)
@@ -24,10 +24,8 @@ async def _until(cond, timeout=5.0):
         await asyncio.sleep(0.005)
 
 
-class CallbackProbe:
+class CallbackProbe(Probe):
     """Finishes each cycle from a loop callback, as the ICMP engine does; ``mode`` picks a behaviour."""
-
-    kind = "icmp"
 
     def __init__(self, mode="ok"):
         self.mode = mode
@@ -35,7 +33,7 @@ class CallbackProbe:
         self.ran: list[str] = []
         self.hold: list = []  # (callback, result) kept back when mode == "hold"
 
-    def submit(self, target, tier, on_result):
+    def submit(self, target, tier, state, on_result):
         if self.mode == "decline":
             return False
         if self.mode == "raise":
@@ -47,7 +45,7 @@ class CallbackProbe:
             asyncio.get_running_loop().call_soon(on_result, ProbeResult(ok=True))
         return True
 
-    async def run(self, target, tier):
+    async def run(self, target, tier, state=None):
         self.ran.append(target.name)
         return ProbeResult(ok=True)
 
@@ -55,8 +53,8 @@ class CallbackProbe:
 def _run(probe, names, until, sink=None):
     async def main():
         results = []
-        sched = Scheduler({"icmp": probe}, sink or (lambda t, k, r, lag: results.append((t.name, r))))
-        sched.apply(_config(*names))
+        sched = TestScheduler({"icmp": probe}, sink or (lambda t, k, r, lag: results.append((t.name, r))))
+        sched.apply_config(_config(*names))
         runner = asyncio.create_task(sched.run())
         await _until(lambda: until(results, sched))
         stats, tasks = sched.stats(), len(sched._tasks)
@@ -96,11 +94,11 @@ def test_results_of_a_target_removed_while_in_flight_are_dropped():
     async def main():
         probe = CallbackProbe("hold")
         results = []
-        sched = Scheduler({"icmp": probe}, lambda t, k, r, lag: results.append(t.name))
-        sched.apply(_config("gone", "kept"))
+        sched = TestScheduler({"icmp": probe}, lambda t, k, r, lag: results.append(t.name))
+        sched.apply_config(_config("gone", "kept"))
         runner = asyncio.create_task(sched.run())
         await _until(lambda: len(probe.hold) == 2)
-        sched.apply(_config("kept"))
+        sched.apply_config(_config("kept"))
         for on_result in probe.hold:
             on_result(ProbeResult(ok=True))
         await sched.stop()

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from agent import cli
-from agent.config import DEFAULT_TIERS, Config, Target
+from agent.config import DEFAULT_TIERS, Config
+from common.model import Target
 from agent.shard import Shard, shard_of
 from tests.helpers import samples, wait_for
 

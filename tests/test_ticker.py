@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.ticker import Ticker
+from common.ticker import Ticker
 from tests.helpers import cyclic_garbage
 
 

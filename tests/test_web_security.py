@@ -12,7 +12,7 @@ import bcrypt
 import pytest
 
 from agent import webconfig
-from agent.errors import ConfigInvalid
+from common.errors import ConfigInvalid
 from tests.helpers import ROOT, require_root, require_tool
 
 PASSWORD = "s3cret-hospital-pass"

@@ -11,7 +11,7 @@ from importlib.resources import files
 import yaml
 
 from agent import config as config_mod
-from agent.testnet import TestNet, TestNetError, available
+from agent.demo.netns import DemoNet, NetnsError, available
 
 NETNS = "lifeline-demo"
 OCTET = 511  # 198.19.255.0/24
@@ -31,12 +31,12 @@ def run_demo(listen: str, duration: float = 0.0) -> int:
     problem = available()
     net = None
     if problem is None:
-        net = TestNet(NETNS, OCTET, "lldemo")
+        net = DemoNet(NETNS, OCTET, "lldemo")
         try:
             net.create(host_count=4)
             for addr, pct in LOSS.items():
                 net.set_loss(addr, pct)
-        except TestNetError as exc:
+        except NetnsError as exc:
             print(f"demo: cannot build the test namespace ({exc}); loopback targets only", file=sys.stderr)
             net.destroy()
             net = None

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probes import snmp_codec as codec
+from probes.snmp import codec
 from tests.helpers import free_port, require_tool, stop_process, wait_for
 
 HOST = "127.0.0.1"
@@ -135,8 +135,9 @@ class Snmpsim:
                 f"--agent-udpv4-endpoint={HOST}:{self.port}", "--log-level=error",
                 f"--logging-method=file:{self.dir / 'snmpsim.log'}"]
         if os.geteuid() == 0:
-            # As root snmpsim insists on dropping privileges; our Python lives under a
-            # root-only home, so "drop" to root rather than to nobody (LIBRARIES.md).
+            # As root snmpsim 1.2 insists on dropping privileges, then still imports stdlib
+            # modules; our Python lives under a root-only home, where as nobody it fails
+            # with a misleading "no dbm clone found". So "drop" to root rather than nobody.
             args += ["--process-user=root", "--process-group=root"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.dir / "stderr", "wb"))
         wait_for(self._ready, 30, f"snmpsim on {HOST}:{self.port} (log {self.dir})")

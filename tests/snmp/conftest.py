@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
-from agent.config import DEFAULT_TIERS, Tier
-from probes.snmp_config import Secret, SnmpSettings
+from agent.config import DEFAULT_TIERS
+from common.model import Tier
+from probes.snmp import SnmpKind
+from probes.snmp.config import Secret, SnmpSettings
+from probes.snmp.probe import SnmpProbe
+from tests.kit import retier
 from tests.snmp.agents import V2_COMMUNITY, V3_AUTH, V3_PRIV, V3_USER, Snmpd, Snmpsim
 
 SYS = "1.3.6.1.2.1.1"
@@ -64,7 +68,7 @@ def sim_records() -> list[tuple[str, int, object]]:
     return rows
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class FakeTarget:
     """The slice of agent.config.Target the probe reads."""
 
@@ -78,8 +82,27 @@ class FakeTarget:
 
 
 def tier(timeout: float = 0.3, retries: int = 1, interval: float = 10.0) -> Tier:
-    return dataclasses.replace(DEFAULT_TIERS["P1"], snmp_timeout=timeout, snmp_retries=retries,
-                               snmp_interval=interval)
+    return retier(DEFAULT_TIERS["P1"], snmp_timeout=timeout, snmp_retries=retries, snmp_interval=interval)
+
+
+class Poller:
+    """An SnmpProbe with each target's state kept and results recorded, as the agent's store does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.probe = SnmpProbe(**kwargs)
+        self.kind = SnmpKind()
+        self.states: dict[str, Any] = {}
+        self.reboots: list[int] = []  # the target's reboot counter after each poll
+
+    async def run(self, target: Any, t: Tier) -> Any:
+        state = self.states[target.name] = self.kind.new_state(target, self.states.get(target.name))
+        result = await self.probe.run(target, t, state)
+        self.kind.record(state, result)
+        self.reboots.append(state.reboots)
+        return result
+
+    async def close(self) -> None:
+        await self.probe.close()
 
 
 def v2(port: int, community: str = V2_COMMUNITY, **kw: Any) -> SnmpSettings:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes import snmp_codec as codec
-from probes.snmp_walk import wrap_aware_reboot
+from probes.snmp import codec
+from probes.snmp.walk import wrap_aware_reboot
 from tests.snmp.agents import FakeAgent, counter64, octets, ticks
 
 OIDS = st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=12).map(lambda t: (1, 3) + tuple(t))

@@ -10,8 +10,8 @@ import pytest
 
 from agent.cli import main
 from agent.config import load
-from agent.errors import ConfigInvalid
-from probes.snmp_config import InterfaceSelector, Secret, SnmpSettings
+from common.errors import ConfigInvalid
+from probes.snmp.config import InterfaceSelector, Secret, SnmpSettings
 
 HERE = Path(__file__).parent / "configs"
 BAD = HERE / "bad"

@@ -8,13 +8,12 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from probes.snmp import SnmpProbe
-from probes.snmp_config import ExtraOid, InterfaceSelector
-from probes.snmp_config import parse_oid as o
+from probes.snmp.config import ExtraOid, InterfaceSelector
+from probes.snmp.config import parse_oid as o
 from tests.snmp import agents
 from tests.snmp.agents import FakeAgent, counter32, counter64, gauge32, integer, octets, snmpbulkwalk, snmpget, ticks
-from tests.snmp.conftest import (CPU_OID, IF, IFX, SIM_COMMUNITY, SIM_INTERFACES, SIM_UPTIME, FakeTarget, tier,
-                                 v2, v3)
+from tests.snmp.conftest import (CPU_OID, IF, IFX, SIM_COMMUNITY, SIM_INTERFACES, SIM_UPTIME, FakeTarget, Poller,
+                                 tier, v2, v3)
 
 FIELDS_32 = {"in_octets": 10, "out_octets": 16, "in_ucast_pkts": 11, "out_ucast_pkts": 17}
 FIELDS_HC = {"in_octets": 6, "out_octets": 10, "in_ucast_pkts": 7, "out_ucast_pkts": 11}
@@ -25,7 +24,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def poll(probe: SnmpProbe, target: FakeTarget, t=None, times: int = 1):
+async def poll(probe: Poller, target: FakeTarget, t=None, times: int = 1):
     results = []
     for _ in range(times):
         results.append(await probe.run(target, t or tier()))
@@ -39,7 +38,7 @@ def test_snmpsim_values_equal_net_snmp(snmpsim):
     target = FakeTarget("sim", v2(snmpsim.port, SIM_COMMUNITY, oids=extra))
 
     async def go():
-        probe = SnmpProbe()
+        probe = Poller()
         try:
             return await poll(probe, target, times=2)
         finally:
@@ -88,7 +87,7 @@ def test_interface_selection(snmpsim, selectors, expected):
     target = FakeTarget("sim", v2(snmpsim.port, SIM_COMMUNITY, interfaces=selectors))
 
     async def go():
-        probe = SnmpProbe()
+        probe = Poller()
         try:
             return await poll(probe, target)
         finally:
@@ -107,7 +106,7 @@ def test_snmpd_values_match_snmpget(snmpd, version):
     target = FakeTarget(f"snmpd-{version}", settings)
 
     async def go():
-        probe = SnmpProbe()
+        probe = Poller()
         try:
             return await poll(probe, target, tier(timeout=1.0))
         finally:
@@ -138,7 +137,7 @@ def test_agent_stops_answering_mid_run(own_snmpd):
     t = tier(timeout=0.3, retries=1)
 
     async def go():
-        probe = SnmpProbe()
+        probe = Poller()
         try:
             ok = await probe.run(target, t)
             own_snmpd.pause()
@@ -155,7 +154,7 @@ def test_agent_stops_answering_mid_run(own_snmpd):
     ok, dead, elapsed, back, logs = run(go())
     assert ok.ok and back.ok
     assert [r.reason for r in dead] == ["timeout"] * 3
-    budget = t.snmp_timeout * (t.snmp_retries + 1)
+    budget = t.parts["snmp"].timeout * (t.parts["snmp"].retries + 1)
     assert all(r.duration < budget + 0.25 for r in dead), [r.duration for r in dead]
     assert elapsed < 3 * (budget + 0.25)
     assert [e["event"] for e in logs] == ["snmp_poll_failed"]  # once per state change, not per poll
@@ -165,7 +164,7 @@ def test_agent_restart_counts_a_reboot(own_snmpd):
     target = FakeTarget("restarting", v2(own_snmpd.port))
 
     async def go():
-        probe = SnmpProbe()
+        probe = Poller()
         try:
             first = await probe.run(target, tier())
             # Let uptime grow past what the restarted agent will report.
@@ -176,14 +175,14 @@ def test_agent_restart_counts_a_reboot(own_snmpd):
             own_snmpd.start()
             third = await probe.run(target, tier())
             fourth = await probe.run(target, tier())
-            return first, second, third, fourth
+            return first, second, third, fourth, probe.reboots
         finally:
             await probe.close()
 
-    first, second, third, fourth = run(go())
+    first, second, third, fourth, reboots = run(go())
     assert all(r.ok for r in (first, second, third, fourth))
     assert (second.rebooted, third.rebooted, fourth.rebooted) == (False, True, False)
-    assert (second.reboots, third.reboots, fourth.reboots) == (0, 1, 1)
+    assert reboots == [0, 0, 1, 1]
     assert third.sys_uptime < second.sys_uptime
 
 
@@ -191,7 +190,7 @@ def test_wrong_community_times_out_and_logs_once(snmpd):
     target = FakeTarget("wrong-community", v2(snmpd.port, community="not-the-community"))
 
     async def go():
-        probe = SnmpProbe()
+        probe = Poller()
         try:
             with capture_logs() as logs:
                 results = [await probe.run(target, tier(timeout=0.2, retries=0)) for _ in range(3)]
@@ -209,7 +208,7 @@ def test_wrong_v3_key_is_auth_and_logged_once(snmpd):
     target = FakeTarget("wrong-key", v3(snmpd.port, auth="wrong-auth-key-1"))
 
     async def go():
-        probe = SnmpProbe()
+        probe = Poller()
         try:
             with capture_logs() as logs:
                 results = [await probe.run(target, tier(timeout=0.5, retries=0)) for _ in range(3)]
@@ -243,7 +242,7 @@ def fake_mib(uptime: int, in_octets: int, hc: bool = True) -> dict:
 def test_counter_wraps_reboots_and_fallback_with_fake_agent():
     async def go():
         agent = await FakeAgent(fake_mib(1000, 2**32 - 6, hc=False)).start()
-        probe = SnmpProbe()
+        probe = Poller()
         target = FakeTarget("fake", v2(agent.port, "fake", oids=(ExtraOid("temp", o("1.3.6.1.4.1.9.9.1.0")),)))
         try:
             a = await probe.run(target, tier())
@@ -252,16 +251,16 @@ def test_counter_wraps_reboots_and_fallback_with_fake_agent():
             agent.mib = fake_mib(20, 7, hc=True)  # rebooted; now with HC counters
             c = await probe.run(target, tier())
             d = await probe.run(target, tier())
-            return a, b, c, d
+            return a, b, c, d, probe.reboots
         finally:
             await probe.close()
             agent.close()
 
-    a, b, c, d = run(go())
+    a, b, c, d, reboots = run(go())
     assert all(r.ok for r in (a, b, c, d)), (a, b, c, d)
     assert (a.interfaces[0].in_octets, b.interfaces[0].in_octets) == (2**32 - 6, 4)
-    assert (b.rebooted, b.reboots) == (False, 0)
-    assert (c.rebooted, c.reboots, d.rebooted, d.reboots) == (True, 1, False, 1)
+    assert (b.rebooted, c.rebooted, d.rebooted) == (False, True, False)
+    assert reboots == [0, 0, 1, 1]
     assert a.oids == {"temp": 12.5}
     # After the reboot the table is rediscovered; the interface stays on the 32-bit column
     # it fell back to, which is harmless, and reports the device's value.
@@ -277,7 +276,7 @@ def test_counter_wraps_reboots_and_fallback_with_fake_agent():
 def test_hostile_replies_never_crash(mode, reasons):
     async def go():
         agent = await FakeAgent(fake_mib(1000, 5)).start()
-        probe = SnmpProbe()
+        probe = Poller()
         target = FakeTarget("hostile", v2(agent.port, "fake"))
         t = tier(timeout=0.2, retries=1)
         try:
@@ -299,7 +298,7 @@ def test_hostile_replies_never_crash(mode, reasons):
 def test_dead_device_does_not_delay_others(snmpsim):
     async def go():
         dead = await FakeAgent(fake_mib(1, 1), mode="silent").start()
-        probe = SnmpProbe()
+        probe = Poller()
         t = tier(timeout=1.0, retries=1)
         try:
             slow = asyncio.ensure_future(probe.run(FakeTarget("dead", v2(dead.port, "fake")), t))

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.validate import Validator
-from agent.yamlsrc import Path
+from common.validate import Validator
+from common.yamlsrc import Path
 
 VERSIONS = ("1", "2c", "3")
 # Names as Net-SNMP's -a/-x spell them; values are pysnmp's constant names in

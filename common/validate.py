@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.yamlsrc import Document, Path, format_path
+from common.yamlsrc import Document, Path, format_path
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|s|m|h|d)")
 _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

@@ -18,10 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.snmp_codec import RESPONSE, Malformed, Response, decode, encode_request
+from probes.base import REASON_INTERNAL, REASON_MALFORMED, REASON_REFUSED, REASON_SEND, REASON_TIMEOUT
+from probes.snmp.codec import RESPONSE, Malformed, Response, decode, encode_request
 
 RCVBUF = 4 * 1024 * 1024
 MAX_DATAGRAM = 65535
+# SNMP's own failure reasons, beside the shared ones in probes.base.
+REASON_AGENT_ERROR = "agent_error"  # the device answered with an error-status
+REASON_NO_SUCH_OBJECT = "no_such_object"  # sysUpTime.0 missing: not an SNMP agent we can poll
 
 
 class SnmpFailure(Exception):
@@ -101,7 +105,7 @@ class SnmpUdpClient:
             if pending.timer:
                 pending.timer.cancel()
             if not pending.future.done():
-                pending.future.set_exception(SnmpFailure("internal", "client closed"))
+                pending.future.set_exception(SnmpFailure(REASON_INTERNAL, "client closed"))
         self._pending.clear()
         for transport in self._transports.values():
             transport.close()
@@ -144,7 +148,7 @@ class SnmpUdpClient:
             # Socket buffer full: count it as a lost packet, the retry timer resends.
             self.stats.extra["send_blocked"] = self.stats.extra.get("send_blocked", 0) + 1
         except OSError as exc:
-            reason = "refused" if exc.errno in (111,) else "send_error"
+            reason = REASON_REFUSED if exc.errno in (111,) else REASON_SEND
             raise SnmpFailure(reason, exc.strerror or str(exc)) from None
         self.stats.sent += 1
 
@@ -162,7 +166,7 @@ class SnmpUdpClient:
                 return
             pending.timer = asyncio.get_running_loop().call_later(pending.timeout, self._expire, rid)
             return
-        reason = "malformed" if pending.malformed else "timeout"
+        reason = REASON_MALFORMED if pending.malformed else REASON_TIMEOUT
         pending.future.set_exception(SnmpFailure(reason, f"no valid reply from {pending.addr[0]}"))
 
     def _received(self, data: bytes, addr: Any) -> None:

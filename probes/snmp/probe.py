@@ -7,31 +7,31 @@ Interface indexes come from a GETBULK walk of ifDescr/ifName/ifAlias, redone
 when the device reboots, when ifNumber or ifTableLastChange move, when an
 interface vanishes, and every ``REDISCOVER_EVERY`` polls (aliases change).
 
-v1/v2c go through our own codec and one shared socket (``snmp_transport``);
-v3 through pysnmp's engine (``snmp_v3``). Per-target state (last uptime, reboot
-count, interface plan) lives in the probe; ``SnmpResult`` carries what the
-metrics layer needs, including ``rebooted`` and the running ``reboots`` count.
+v1/v2c go through our own codec and one shared socket (``transport``); v3
+through pysnmp's engine (``v3``). What a target's polls remember (last uptime,
+interface plan) is its ``SnmpState``, owned by the agent with the target.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 
-from probes.base import REASON_INTERNAL, REASON_RESOLVE, REASON_TIMEOUT, ProbeResult
-from probes.snmp_codec import (ERROR_NO_SUCH_NAME, ERROR_TOO_BIG, GET, GETBULK, GETNEXT, MISSING,
-                               NO_SUCH_OBJECT, VERSION_CODES, Response, oid_content)
-from probes.snmp_config import SnmpSettings
-from probes.snmp_transport import SnmpFailure, SnmpUdpClient
-from probes.snmp_walk import Batch, discover, wrap_aware_reboot
+from common.model import Target, Tier
+from common.resolver import Resolver
+from probes.base import REASON_INTERNAL, REASON_RESOLVE, REASON_TIMEOUT, Probe
+from probes.snmp.caller import Batch, Caller
+from probes.snmp.codec import MISSING, oid_content
+from probes.snmp.config import SnmpSettings
+from probes.snmp.result import IfRow, SnmpResult
+from probes.snmp.state import SnmpState
+from probes.snmp.transport import REASON_NO_SUCH_OBJECT, SnmpFailure, SnmpUdpClient
+from probes.snmp.walk import discover, text, wrap_aware_reboot
 
-log = structlog.get_logger()
+log = structlog.get_logger("lifeline.snmp")
 
 _SYS = (1, 3, 6, 1, 2, 1, 1)
 _IF = (1, 3, 6, 1, 2, 1, 2, 2, 1)
@@ -54,80 +54,23 @@ COLUMNS = (
     ("out_errors", _IF + (20,), None, 1, 1),
     ("speed", _IFX + (15,), _IF + (5,), 1_000_000, 1),  # ifHighSpeed is Mbit/s, ifSpeed bit/s
 )
-MAX_VARBINDS = 48  # per GET; small enough for a 1500-byte reply from most CPEs
 PARALLEL_PDUS = 4  # per device, so a big switch is not hit with 100 PDUs at once
 REDISCOVER_EVERY = 20
-MAX_LABEL = 256
-PRUNE_EVERY = 1000  # runs between sweeps of forgotten targets' state
-STATE_TTL = 3 * 3600.0  # longer than any sane snmp_interval
 
 
-@dataclass(slots=True)
-class IfRow:
-    ifindex: int
-    ifname: str
-    ifdescr: str
-    ifalias: str
-    admin: int | None = None
-    oper: int | None = None
-    in_octets: int | None = None
-    out_octets: int | None = None
-    in_ucast_pkts: int | None = None
-    out_ucast_pkts: int | None = None
-    in_discards: int | None = None
-    in_errors: int | None = None
-    out_discards: int | None = None
-    out_errors: int | None = None
-    speed: int | None = None  # bit/s
+def new_state(settings: SnmpSettings) -> SnmpState:
+    return SnmpState(settings, Batch([oid_content(o) for o in SCALARS] + [oid_content(x.oid) for x in settings.oids]))
 
 
-@dataclass(slots=True)
-class SnmpResult(ProbeResult):
-    kind: ClassVar[str] = "snmp"
-    sys_uptime: float | None = None  # seconds
-    sys_name: str = ""
-    sys_descr: str = ""
-    interfaces: tuple[IfRow, ...] = ()
-    oids: dict[str, float] = field(default_factory=dict)
-    missing_oids: dict[str, str] = field(default_factory=dict)  # name -> why (noSuchObject, ...)
-    rebooted: bool = False
-    reboots: int = 0  # since the agent started; the metrics layer exports it as a counter
-
-
-@dataclass
-class TargetState:
-    """What one target's polls remember between cycles."""
-
-    settings: SnmpSettings
-    scalars: Batch
-    uptime: int | None = None  # ticks
-    uptime_at: float = 0.0
-    reboots: int = 0
-    if_number: Any = None
-    if_last_change: Any = None
-    interfaces: dict[int, tuple[str, str, str]] | None = None  # ifindex -> (name, descr, alias)
-    polls_since_discovery: int = 0
-    fallback: set[tuple[int, str]] = field(default_factory=set)
-    plan: list[tuple[Batch, list[tuple[int, str, int]]]] | None = None
-    max_varbinds: int = MAX_VARBINDS
-    last_reason: str | None = None
-    last_missing: frozenset[str] = frozenset()
-    address: tuple[str, float] | None = None  # resolved host, when resolved
-    polled_at: float = 0.0
-
-
-class SnmpProbe:
-    kind = "snmp"
-
-    def __init__(self, udp: SnmpUdpClient | None = None, v3_factory: Any = None,
+class SnmpProbe(Probe):
+    def __init__(self, udp: SnmpUdpClient | None = None, v3_factory: Any = None, resolver: Resolver | None = None,
                  clock: Any = time.monotonic, budget_ratio: float = 0.8) -> None:
         self._udp = udp or SnmpUdpClient()
         self._v3_factory = v3_factory
         self._v3: Any = None
+        self._resolver = resolver or Resolver()
         self._clock = clock
         self._budget_ratio = budget_ratio
-        self._states: dict[str, TargetState] = {}
-        self._runs = 0
 
     async def start(self) -> None:
         """Sockets and the v3 engine are created on first use, on the running loop."""
@@ -137,28 +80,13 @@ class SnmpProbe:
         if self._v3 is not None:
             await self._v3.close()
 
-    def state(self, name: str) -> TargetState | None:
-        return self._states.get(name)
-
-    def retain(self, names: set[str]) -> None:
-        """Drop state of targets no longer configured (call after a reload)."""
-        for name in list(self._states):
-            if name not in names:
-                del self._states[name]
-
-    async def run(self, target: Any, tier: Any) -> SnmpResult:
-        settings: SnmpSettings = target.setting("snmp")
+    async def run(self, target: Target, tier: Tier, state: SnmpState) -> SnmpResult:
         start = self._clock()
-        self._runs += 1
-        if self._runs % PRUNE_EVERY == 0:
-            self._prune(start)
-        state = self._states.get(target.name)
-        if state is None or state.settings != settings:
-            state = self._states[target.name] = TargetState(settings, _scalars_batch(settings))
-        result = SnmpResult(ok=False, reboots=state.reboots)
+        part = tier.parts["snmp"]
+        result = SnmpResult(ok=False)
         try:
-            async with asyncio.timeout(tier.snmp_interval * self._budget_ratio):
-                await self._poll(target, tier, state, result)
+            async with asyncio.timeout(part.interval * self._budget_ratio):
+                await self._poll(target, part, state, result)
             result.ok = True
         except SnmpFailure as exc:
             result.reason, result.detail = exc.reason, exc.detail
@@ -168,35 +96,27 @@ class SnmpProbe:
             log.exception("snmp_poll_crashed", target=target.name, tier=target.tier)
             result.reason, result.detail = REASON_INTERNAL, type(exc).__name__
         result.duration = self._clock() - start
-        result.reboots = state.reboots
-        state.polled_at = start
         self._log_change(target, state, result)
         return result
 
-    def _prune(self, now: float) -> None:
-        # Targets removed by a reload stop being polled; forget them after a while
-        # so that reloading many times with different names cannot grow memory.
-        for name, state in list(self._states.items()):
-            if now - state.polled_at > STATE_TTL:
-                del self._states[name]
-
     # --- one poll ------------------------------------------------------------
 
-    async def _poll(self, target: Any, tier: Any, state: TargetState, result: SnmpResult) -> None:
-        host = await self._host(target.address, state)
-        call = _Caller(self, state.settings, host, tier)
+    async def _poll(self, target: Target, part: Any, state: SnmpState, result: SnmpResult) -> None:
+        resolved = await self._resolver.resolve(target.address)
+        if resolved is None:
+            raise SnmpFailure(REASON_RESOLVE, f"cannot resolve {target.address}")
+        call = Caller(self._udp, self.v3, state.settings, resolved[1], part.timeout, part.retries)
         values = await call.get(state.scalars)
         uptime, name, descr, if_number, last_change = values[:5]
         if not isinstance(uptime, int):
-            raise SnmpFailure("no_such_object", "sysUpTime.0 is missing")
+            raise SnmpFailure(REASON_NO_SUCH_OBJECT, "sysUpTime.0 is missing")
         now = self._clock()
         if state.uptime is not None and wrap_aware_reboot(state.uptime, uptime, now - state.uptime_at):
-            state.reboots += 1
             result.rebooted = True
             state.interfaces = None
         state.uptime, state.uptime_at = uptime, now
         result.sys_uptime = uptime / 100.0
-        result.sys_name, result.sys_descr = _text(name), _text(descr, 1024)
+        result.sys_name, result.sys_descr = text(name), text(descr, 1024)
         for extra, value in zip(state.settings.oids, values[5:]):
             number = _number(value)
             if number is None:
@@ -214,7 +134,7 @@ class SnmpProbe:
         state.polls_since_discovery += 1
         result.interfaces = await self._interfaces(call, state)
 
-    async def _interfaces(self, call: _Caller, state: TargetState) -> tuple[IfRow, ...]:
+    async def _interfaces(self, call: Caller, state: SnmpState) -> tuple[IfRow, ...]:
         assert state.interfaces is not None
         rows = {i: IfRow(i, *_labels(n, d, a)) for i, (n, d, a) in state.interfaces.items()}
         if not rows:
@@ -251,30 +171,14 @@ class SnmpProbe:
 
     # --- helpers -------------------------------------------------------------
 
-    async def _host(self, address: str, state: TargetState) -> str:
-        try:
-            return ipaddress.ip_address(address).compressed
-        except ValueError:
-            pass
-        now = self._clock()
-        if state.address is not None and now - state.address[1] < 300:
-            return state.address[0]
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(address, None, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            raise SnmpFailure(REASON_RESOLVE, str(exc)) from None
-        host = infos[0][4][0]
-        state.address = (host, now)
-        return host
-
     def v3(self) -> Any:
         if self._v3 is None:
-            from probes.snmp_v3 import V3Client
+            from probes.snmp.v3 import V3Client
 
             self._v3 = (self._v3_factory or V3Client)()
         return self._v3
 
-    def _log_change(self, target: Any, state: TargetState, result: SnmpResult) -> None:
+    def _log_change(self, target: Target, state: SnmpState, result: SnmpResult) -> None:
         # Once per state change, never per packet: a dead device polled every
         # 15 s must not write four lines a minute forever.
         if result.reason != state.last_reason:
@@ -296,54 +200,6 @@ class SnmpProbe:
                         uptime_seconds=result.sys_uptime)
 
 
-class _Caller:
-    """Requests for one target in one poll, hiding the v1/v2c vs v3 transport."""
-
-    __slots__ = ("probe", "settings", "host", "timeout", "retries", "v1", "_community", "_code")
-
-    def __init__(self, probe: SnmpProbe, settings: SnmpSettings, host: str, tier: Any) -> None:
-        self.probe, self.settings, self.host = probe, settings, host
-        self.timeout, self.retries = tier.snmp_timeout, tier.snmp_retries
-        self.v1 = settings.version == "1"
-        self._code = VERSION_CODES.get(settings.version)
-        self._community = settings.community.value.encode() if settings.community else b""
-
-    async def call(self, pdu_type: int, batch: Batch, max_repetitions: int = 0) -> Response:
-        s = self.settings
-        if self._code is None:
-            return await self.probe.v3().request(s, self.host, s.port, pdu_type, batch.contents,
-                                                 self.timeout, self.retries, max_repetitions)
-        if pdu_type == GETBULK and self.v1:
-            pdu_type, max_repetitions = GETNEXT, 0
-        return await self.probe._udp.request(self.host, s.port, self._code, self._community, pdu_type,
-                                             batch.encoded, self.timeout, self.retries, 0, max_repetitions)
-
-    async def get(self, batch: Batch) -> list[object]:
-        """Values in request order; splits on tooBig, and maps v1 noSuchName to NO_SUCH_OBJECT."""
-        response = await self.call(GET, batch)
-        status, index = response.error_status, response.error_index
-        n = len(batch.contents)
-        if status == ERROR_TOO_BIG and n > 1:
-            half = n // 2
-            return (await self.get(Batch(batch.contents[:half]))) + \
-                (await self.get(Batch(batch.contents[half:])))
-        if status == ERROR_NO_SUCH_NAME and 1 <= index <= n:
-            rest = batch.contents[:index - 1] + batch.contents[index:]
-            values = await self.get(Batch(rest)) if rest else []
-            values.insert(index - 1, NO_SUCH_OBJECT)
-            return values
-        if status:
-            raise SnmpFailure("agent_error", f"error-status {status} at index {index}")
-        varbinds = response.varbinds
-        if len(varbinds) != n or any(oid != want for (oid, _), want in zip(varbinds, batch.contents)):
-            raise SnmpFailure("malformed", "reply varbinds do not match the request")
-        return [value for _, value in varbinds]
-
-
-def _scalars_batch(settings: SnmpSettings) -> Batch:
-    return Batch([oid_content(o) for o in SCALARS] + [oid_content(x.oid) for x in settings.oids])
-
-
 def _fallback_of(metric: str) -> tuple[str, tuple[int, ...], int] | None:
     for name, _, fallback, _, scale in COLUMNS:
         if name == metric:
@@ -351,7 +207,7 @@ def _fallback_of(metric: str) -> tuple[str, tuple[int, ...], int] | None:
     return None
 
 
-def _plan(state: TargetState, v1: bool) -> list[tuple[Batch, list[tuple[int, str, int]]]]:
+def _plan(state: SnmpState, v1: bool) -> list[tuple[Batch, list[tuple[int, str, int]]]]:
     """The poll's GET PDUs, built once per discovery and reused every cycle."""
     assert state.interfaces is not None
     slots: list[tuple[bytes, tuple[int, str, int]]] = []
@@ -364,12 +220,6 @@ def _plan(state: TargetState, v1: bool) -> list[tuple[Batch, list[tuple[int, str
     size = max(1, state.max_varbinds)
     return [(Batch([c for c, _ in slots[i:i + size]]), [s for _, s in slots[i:i + size]])
             for i in range(0, len(slots), size)]
-
-
-def _text(value: object, limit: int = MAX_LABEL) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").replace("\x00", "").strip()[:limit]
-    return ""
 
 
 def _labels(name: str, descr: str, alias: str) -> tuple[str, str, str]:

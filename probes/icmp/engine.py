@@ -2,7 +2,10 @@
 
 Why not ``ping3.ping()``: it opens a socket per call, and every raw socket sees
 every ICMP packet on the host, so concurrent pings parse each other's replies
-and accept each other's answers (see LIBRARIES.md). Here each family has a
+and accept each other's answers: measured with ping3 5.1 at 200 concurrent
+pings on loopback, 72 of 200 were false timeouts and RTT p50 was 1.46 s for a
+real 0.05 ms; ping3 matches replies on (identifier, sequence) only, never on
+the source (kyan001/ping3#18, #20, #26). Here each family has a
 single socket whose reader demultiplexes replies by (source, identifier,
 sequence) and checks a per-engine cookie in the payload. RTT is taken from the
 kernel's receive timestamp (SO_TIMESTAMPNS), so a busy event loop does not
@@ -27,8 +30,8 @@ from dataclasses import dataclass, field
 
 import ping3
 
-from agent.errors import ProbeUnavailable
-from agent.ticker import Ticker, TickerCall
+from common.errors import ProbeUnavailable
+from common.ticker import Ticker, TickerCall
 from probes.base import REASON_SEND, REASON_TIMEOUT, REASON_UNREACHABLE
 
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_TIME_EXCEEDED = 8, 0, 3, 11

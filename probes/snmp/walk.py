@@ -9,15 +9,12 @@ does not stop on timeouts; lextudio/pysnmp#66).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from probes.snmp_codec import (END_OF_MIB_VIEW, ERROR_NO_SUCH_NAME, GETBULK, MISSING, oid_content,
-                               suffix_arcs, varbind_null)
-from probes.snmp_config import SnmpSettings
-from probes.snmp_transport import SnmpFailure
-
-if TYPE_CHECKING:
-    from probes.snmp import _Caller
+from probes.snmp.caller import Batch, Caller
+from probes.snmp.codec import END_OF_MIB_VIEW, ERROR_NO_SUCH_NAME, GETBULK, MISSING, oid_content, suffix_arcs
+from probes.snmp.config import SnmpSettings
+from probes.snmp.transport import REASON_AGENT_ERROR, SnmpFailure
 
 IF_DESCR = (1, 3, 6, 1, 2, 1, 2, 2, 1, 2)
 IF_NAME = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1)
@@ -26,25 +23,10 @@ MAX_REPETITIONS = 25
 MAX_ROWS = 20_000
 MAX_ROUNDS = 2_000
 TICKS_WRAP = 2**32
+MAX_LABEL = 256  # characters kept of a name, description or alias
 
 
-class Batch:
-    """OIDs of one request: content octets (for matching replies) and, built once, the varbinds."""
-
-    __slots__ = ("contents", "_encoded")
-
-    def __init__(self, contents: Sequence[bytes]) -> None:
-        self.contents = tuple(contents)
-        self._encoded: bytes | None = None
-
-    @property
-    def encoded(self) -> bytes:
-        if self._encoded is None:
-            self._encoded = b"".join(varbind_null(c) for c in self.contents)
-        return self._encoded
-
-
-async def walk(call: _Caller, columns: Sequence[tuple[int, ...]],
+async def walk(call: Caller, columns: Sequence[tuple[int, ...]],
                max_repetitions: int = MAX_REPETITIONS) -> list[dict[tuple[int, ...], Any]]:
     """Walk several table columns side by side; returns {index arcs: value} per column."""
     prefixes = [oid_content(c) for c in columns]
@@ -61,7 +43,7 @@ async def walk(call: _Caller, columns: Sequence[tuple[int, ...]],
             done[active[response.error_index - 1]] = True  # v1 end of view for that column
             continue
         if response.error_status:
-            raise SnmpFailure("agent_error", f"error-status {response.error_status} during walk")
+            raise SnmpFailure(REASON_AGENT_ERROR, f"error-status {response.error_status} during walk")
         moved = set()
         n = len(active)
         for j, (oid, value) in enumerate(response.varbinds):
@@ -89,7 +71,7 @@ async def walk(call: _Caller, columns: Sequence[tuple[int, ...]],
     return out
 
 
-async def discover(call: _Caller, settings: SnmpSettings) -> dict[int, tuple[str, str, str]]:
+async def discover(call: Caller, settings: SnmpSettings) -> dict[int, tuple[str, str, str]]:
     """Selected interfaces: {ifIndex: (ifName, ifDescr, ifAlias)}."""
     descr, name, alias = await walk(call, (IF_DESCR, IF_NAME, IF_ALIAS))
     found: dict[int, tuple[str, str, str]] = {}
@@ -97,7 +79,7 @@ async def discover(call: _Caller, settings: SnmpSettings) -> dict[int, tuple[str
         if len(arcs) != 1 or not 0 < arcs[0] < 2**31:
             continue
         i = arcs[0]
-        row = (_text(name.get(arcs)), _text(descr.get(arcs)), _text(alias.get(arcs)))
+        row = (text(name.get(arcs)), text(descr.get(arcs)), text(alias.get(arcs)))
         if settings.selects(i, *row):
             found[i] = row
     return found
@@ -116,7 +98,8 @@ def wrap_aware_reboot(previous: int, current: int, elapsed: float) -> bool:
     return True
 
 
-def _text(value: object) -> str:
+def text(value: object, limit: int = MAX_LABEL) -> str:
+    """An OCTET STRING as label text: UTF-8 (replacing what is not), NULs dropped, bounded."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").replace("\x00", "").strip()[:256]
+        return value.decode("utf-8", "replace").replace("\x00", "").strip()[:limit]
     return ""

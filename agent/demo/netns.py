@@ -1,9 +1,13 @@
-"""Disposable test hosts in a network namespace, for the demo and the tests.
+"""The demo network: hosts in a network namespace, healthy, lossy or dark.
 
 One namespace joined to the host by a veth pair; every host address lives in
 198.18.0.0/15 (RFC 2544 benchmarking range), so nothing here can reach a real
 network. Packet loss is made with nftables inside the namespace (``numgen
 random`` drops); a "dark" host drops every echo request. Needs root.
+
+The tests build their fault-injection harness (ICMP errors, output drops,
+link down) on this class in ``tests/testnet.py``; only what the demo needs
+ships in the package.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ import os
 import subprocess
 
 
-class TestNetError(RuntimeError):
+class NetnsError(RuntimeError):
     pass
 
 
-def _run(*args: str, stdin: str | None = None) -> None:
+def run(*args: str, stdin: str | None = None) -> None:
     proc = subprocess.run(args, input=stdin, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise TestNetError(f"{' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+        raise NetnsError(f"{' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
 
 
 def available() -> str | None:
@@ -32,10 +36,8 @@ def available() -> str | None:
     return None
 
 
-class TestNet:
+class DemoNet:
     """A namespace ``name`` holding hosts 198.18.<octet>.2.. behind gateway 198.18.<octet>.1 (or 198.19 for octet>255)."""
-
-    __test__ = False  # not a pytest test class
 
     def __init__(self, name: str, octet: int, veth: str) -> None:
         if not 0 <= octet <= 511:
@@ -50,22 +52,22 @@ class TestNet:
     def create(self, host_count: int) -> list[str]:
         self.destroy()  # a previous run that was killed may have left it behind
         outer, inner = self.veth + "a", self.veth + "b"
-        _run("ip", "netns", "add", self.name)
+        run("ip", "netns", "add", self.name)
         try:
-            _run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", self.name)
-            _run("ip", "addr", "add", f"{self.gateway}/24", "dev", outer)
-            _run("ip", "link", "set", outer, "up")
+            run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", self.name)
+            run("ip", "addr", "add", f"{self.gateway}/24", "dev", outer)
+            run("ip", "link", "set", outer, "up")
             ns = ("ip", "-n", self.name)
-            _run(*ns, "link", "set", "lo", "up")
-            _run(*ns, "link", "set", inner, "up")
+            run(*ns, "link", "set", "lo", "up")
+            run(*ns, "link", "set", inner, "up")
             self.hosts = [f"{self.prefix}{i}" for i in range(2, 2 + host_count)]
             for addr in self.hosts:
-                _run(*ns, "addr", "add", f"{addr}/24", "dev", inner)
-            _run(*ns, "route", "add", "default", "via", self.gateway)
+                run(*ns, "addr", "add", f"{addr}/24", "dev", inner)
+            run(*ns, "route", "add", "default", "via", self.gateway)
             # If the veth goes down (link-fault tests), its connected route vanishes and traffic
             # to these test addresses would follow the default route off the machine. This
             # fallback route keeps it local: it fails with "unreachable" instead.
-            _run("ip", "route", "add", "unreachable", f"{self.prefix}0/24", "metric", "4000")
+            run("ip", "route", "add", "unreachable", f"{self.prefix}0/24", "metric", "4000")
             self._apply()
         except Exception:
             self.destroy()
@@ -76,25 +78,23 @@ class TestNet:
         """Drop ``percent`` % of echo requests to ``addr`` at random (100 = dark, 0 = healthy)."""
         self._set(addr, max(0, min(100, percent)))
 
-    def set_reject(self, addr: str) -> None:
-        """Answer echo requests to ``addr`` with ICMP host-unreachable, as a router with no route would."""
-        self._set(addr, "reject")
-
     def _set(self, addr: str, rule: int | str) -> None:
         if addr not in self.hosts:
             raise ValueError(f"{addr} is not a host of {self.name}")
         self._loss[addr] = rule
         self._apply()
 
+    @staticmethod
+    def _rule(addr: str, setting: int | str) -> str | None:
+        """The nftables input rule for one host's setting (a loss percentage), or None."""
+        if isinstance(setting, int) and setting >= 100:
+            return f"ip daddr {addr} icmp type echo-request drop"
+        if isinstance(setting, int) and setting > 0:
+            return f"ip daddr {addr} icmp type echo-request numgen random mod 100 < {setting} drop"
+        return None
+
     def _apply(self) -> None:
-        rules: list[str] = []
-        for addr, pct in sorted(self._loss.items()):
-            if pct == "reject":
-                rules.append(f"ip daddr {addr} icmp type echo-request reject with icmp type host-unreachable")
-            elif pct >= 100:
-                rules.append(f"ip daddr {addr} icmp type echo-request drop")
-            elif pct > 0:
-                rules.append(f"ip daddr {addr} icmp type echo-request numgen random mod 100 < {pct} drop")
+        rules = [r for addr, setting in sorted(self._loss.items()) if (r := self._rule(addr, setting))]
         script = "\n".join([
             "table inet lifeline_testnet",
             "delete table inet lifeline_testnet",
@@ -105,35 +105,15 @@ class TestNet:
             "  }",
             "}",
         ]) + "\n"
-        _run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=script)
-
-    def block_output(self, addr: str, blocked: bool = True) -> None:
-        """Make the host's own sendto() to ``addr`` fail (EPERM), via an output drop in its own table."""
-        if addr not in self.hosts:
-            raise ValueError(f"{addr} is not a host of {self.name}")
-        table = self._out_table
-        if blocked:
-            _run("nft", "-f", "-", stdin=f"table ip {table} {{\n  chain output {{\n"
-                                           f"    type filter hook output priority 0; policy accept;\n"
-                                           f"    ip daddr {addr} drop\n  }}\n}}\n")
-        else:
-            subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
-
-    @property
-    def _out_table(self) -> str:
-        return "lifeline_out_" + self.prefix.replace(".", "_").rstrip("_")
-
-    def set_link(self, up: bool) -> None:
-        _run("ip", "link", "set", self.veth + "a", "up" if up else "down")
+        run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=script)
 
     def destroy(self) -> None:
-        subprocess.run(["nft", "delete", "table", "ip", self._out_table], capture_output=True, check=False)
         subprocess.run(["ip", "route", "del", "unreachable", f"{self.prefix}0/24", "metric", "4000"],
                        capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.veth + "a"], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
 
-    def __enter__(self) -> TestNet:
+    def __enter__(self) -> DemoNet:
         return self
 
     def __exit__(self, *exc: object) -> None:

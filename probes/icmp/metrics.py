@@ -1,0 +1,60 @@
+"""ICMP's per-target state and its families: counters, the RTT histogram, the last cycle's figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.textfmt import Family, Histogram, fmt, histogram_template
+from probes.base import ProbeResult
+from probes.icmp.result import IcmpResult
+
+# smokeping_prober's buckets: 50 µs doubling, up to ~1.6 s.
+RTT_BUCKETS = tuple(0.00005 * 2**n for n in range(16))
+RTT_TEMPLATE = histogram_template("lifeline_icmp_rtt_seconds", RTT_BUCKETS)
+
+FAMILIES = (
+    Family("lifeline_icmp_requests_total", "counter", "ICMP echo requests sent."),
+    Family("lifeline_icmp_responses_total", "counter", "ICMP echo replies received within the timeout."),
+    Family("lifeline_icmp_rtt_seconds", "histogram", "Round-trip time of ICMP echo replies."),
+    Family("lifeline_icmp_loss_ratio", "gauge", "Share of echoes lost in the last cycle."),
+    Family("lifeline_icmp_jitter_seconds", "gauge", "Mean absolute difference of consecutive RTTs in the last cycle."),
+    Family("lifeline_icmp_rtt_min_seconds", "gauge", "Min RTT of the last cycle's replies."),
+    Family("lifeline_icmp_rtt_avg_seconds", "gauge", "Avg RTT of the last cycle's replies."),
+    Family("lifeline_icmp_rtt_max_seconds", "gauge", "Max RTT of the last cycle's replies."),
+)
+
+
+@dataclass(slots=True)
+class IcmpState:
+    requests: int = 0
+    responses: int = 0
+    rtt: Histogram = field(default_factory=lambda: Histogram(RTT_BUCKETS))
+    last: IcmpResult | None = None
+
+
+def record(state: IcmpState, result: ProbeResult) -> None:
+    if not isinstance(result, IcmpResult):
+        return  # a cycle that crashed (reason "internal") sent nothing we know of
+    state.requests += result.sent
+    state.responses += result.received
+    observe = state.rtt.observe
+    for rtt in result.rtts:
+        observe(rtt)
+    state.last = result
+
+
+def fragments(state: IcmpState, key: bytes) -> list[bytes]:
+    """Bytes %-formatting with the label set encoded once: ~15 µs per result at 3 echoes."""
+    frags = [b"lifeline_icmp_requests_total{%s} %d\n" % (key, state.requests),
+             b"lifeline_icmp_responses_total{%s} %d\n" % (key, state.responses),
+             state.rtt.text(RTT_TEMPLATE, key), b"", b"", b"", b"", b""]
+    r = state.last
+    if r is not None and r.sent:
+        frags[3] = b"lifeline_icmp_loss_ratio{%s} %s\n" % (key, fmt(r.loss).encode())
+        rtts = r.rtts
+        if rtts:
+            frags[4] = b"lifeline_icmp_jitter_seconds{%s} %s\n" % (key, fmt(r.jitter).encode())
+            frags[5] = b"lifeline_icmp_rtt_min_seconds{%s} %s\n" % (key, fmt(min(rtts)).encode())
+            frags[6] = b"lifeline_icmp_rtt_avg_seconds{%s} %s\n" % (key, fmt(sum(rtts) / len(rtts)).encode())
+            frags[7] = b"lifeline_icmp_rtt_max_seconds{%s} %s\n" % (key, fmt(max(rtts)).encode())
+    return frags
