@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.reload import Plan
 from common.model import Target, Tier
-from common.textfmt import Family, Histogram, labels
+from common.textfmt import Family, Histogram, escape, fmt, labels
 from probes.base import ProbeKind, ProbeResult
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -25,23 +25,28 @@ CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 
 # Per-target families of every target, whatever its kinds; TargetState.core_fragments writes one each.
 CORE_FAMILIES = (
-    Family("lifeline_target_up", "gauge", "1 if the target answered its last probe cycle, else 0."),
+    Family("lifeline_target_up", "gauge", "1 if every probe of the target succeeded in its last cycle, else 0."),
     Family("lifeline_target_consecutive_failures", "gauge",
-           "Failed cycles in a row of the probe that decides lifeline_target_up; 0 when it last succeeded."),
+           "Failed probe cycles in a row since every probe of the target last succeeded; 0 when up."),
     Family("lifeline_target_info", "gauge", "Target metadata; value is always 1."),
     Family("lifeline_probe_success", "gauge", "1 if the last cycle of this probe succeeded."),
     Family("lifeline_probe_last_run_timestamp_seconds", "gauge", "Unix time the last cycle of this probe ended."),
     Family("lifeline_probe_failures_total", "counter", "Failed probe cycles by reason."),
+    Family("lifeline_probe_duration_seconds", "gauge",
+           "Duration of the last cycle of this probe, in total and by phase (resolve, connect, tls ...)."),
+    Family("lifeline_tls_cert_not_after_timestamp_seconds", "gauge",
+           "Earliest not-after among every certificate the server sent in the last handshake."),
+    Family("lifeline_tls_cert_info", "gauge", "Leaf certificate of the last handshake; value is always 1."),
 )
 
 
 class TargetState:
     """One target's core state and, in ``kinds``, each of its probe kinds' own state."""
 
-    __slots__ = ("target", "key", "up_key", "info", "decider", "up", "failing", "success", "last_run",
-                 "failures", "kinds", "index", "slots")
+    __slots__ = ("target", "key", "up_key", "info", "up", "failing", "success", "last_run",
+                 "failures", "durations", "tls", "kinds", "index", "slots")
 
-    def __init__(self, target: Target, kinds: dict[str, Any], decider: str) -> None:
+    def __init__(self, target: Target, kinds: dict[str, Any]) -> None:
         self.target = target
         # Label sets encoded once: bytes %-formatting per result costs half of f-strings per line.
         self.key = labels((("target", target.name), ("tier", target.tier))).encode()
@@ -50,24 +55,57 @@ class TargetState:
         self.info = b"lifeline_target_info{%s} 1\n" % labels(
             (("target", target.name), ("tier", target.tier), ("category", target.category), ("site", target.site),
              ("address", target.address), *target.labels)).encode()
-        self.decider = decider  # the kind whose result sets `up`
-        self.up: int | None = None
-        self.failing = 0  # consecutive failed cycles of the deciding kind
+        self.up: int | None = None  # 1 when every probe's last cycle succeeded
+        self.failing = 0  # failed cycles in a row since the target was last up
         self.success: dict[str, int] = {}
         self.last_run: dict[str, float] = {}
         self.failures: Counter[tuple[str, str]] = Counter()
+        self.durations: dict[str, bytes] = {}  # per kind, its lifeline_probe_duration_seconds lines
+        self.tls: dict[str, tuple[bytes, bytes]] = {}  # per kind, its not-after and info lines
         self.kinds = kinds
         self.index = -1  # position in the core rows
         self.slots: dict[str, int] = {}  # position in each kind's rows
 
     def carry(self, old: TargetState) -> None:
-        """Keep the counters of the same target before a reload changed it."""
-        self.up, self.failing, self.success = old.up, old.failing, old.success
-        self.last_run, self.failures = old.last_run, old.failures
+        """Keep the counters of the same target before a reload changed it (of the probes it still has)."""
+        probes = set(self.target.probes)
+        self.success = {k: v for k, v in old.success.items() if k in probes}
+        self.last_run = {k: v for k, v in old.last_run.items() if k in probes}
+        self.failures = Counter({kr: n for kr, n in old.failures.items() if kr[0] in probes})
+        self.durations = {k: v for k, v in old.durations.items() if k in probes}
+        self.tls = {k: v for k, v in old.tls.items() if k in probes}
+        if self.success:
+            self.up = int(all(self.success.values()))
+            self.failing = 0 if self.up else old.failing
+
+    def observe(self, kind: str, result: ProbeResult) -> None:
+        """The core's part of recording a result: up, failures, durations and TLS."""
+        self.success[kind] = ok = int(result.ok)
+        if ok:
+            if self.up != 1 and all(self.success.values()):
+                self.up, self.failing = 1, 0
+        else:
+            self.failures[(kind, result.reason or "unknown")] += 1
+            self.up = 0
+            self.failing += 1
+        probe = b'%s,probe="%s"' % (self.key, kind.encode())
+        lines = [b'lifeline_probe_duration_seconds{%s,phase="total"} %s\n' % (probe, fmt(result.duration).encode())]
+        lines += [b'lifeline_probe_duration_seconds{%s,phase="%s"} %s\n' % (probe, name.encode(), fmt(seconds).encode())
+                  for name, seconds in result.phases]
+        self.durations[kind] = b"".join(lines)
+        tls = result.tls
+        if tls is not None:
+            self.tls[kind] = (
+                b"lifeline_tls_cert_not_after_timestamp_seconds{%s} %s\n" % (probe, fmt(tls.not_after).encode()),
+                b'lifeline_tls_cert_info{%s,subject="%s",issuer="%s",serial="%s"} 1\n'
+                % (probe, escape(tls.subject).encode(), escape(tls.issuer).encode(), escape(tls.serial).encode()))
+        elif ok:
+            self.tls.pop(kind, None)  # a plain-text success: no certificate to show
+        # A failed handshake keeps the last certificate seen: an expiring chain stays visible.
 
     def core_fragments(self) -> list[bytes]:
         key = self.key
-        frags = [b"", b"", self.info, b"", b"", b""]
+        frags = [b"", b"", self.info, b"", b"", b"", b"", b"", b""]
         if self.up is not None:
             frags[0] = b"lifeline_target_up{%s} %d\n" % (self.up_key, self.up)
             frags[1] = b"lifeline_target_consecutive_failures{%s} %d\n" % (key, self.failing)
@@ -80,6 +118,11 @@ class TargetState:
         if self.failures:
             frags[5] = b"".join([b'lifeline_probe_failures_total{%s,probe="%s",reason="%s"} %d\n'
                                  % (key, k.encode(), r.encode(), n) for (k, r), n in self.failures.items()])
+        if self.durations:
+            frags[6] = b"".join(self.durations.values())
+        if self.tls:
+            frags[7] = b"".join([a for a, _ in self.tls.values()])
+            frags[8] = b"".join([b for _, b in self.tls.values()])
         return frags
 
 
@@ -112,7 +155,7 @@ class MetricsStore:
             carried = old if target.name in plan.changed and old is not None else None
             kinds = {k: self.kinds[k].new_state(target, carried.kinds.get(k) if carried else None)
                      for k in target.probes}
-            state = TargetState(target, kinds, self._decider(target))
+            state = TargetState(target, kinds)
             if carried is not None:
                 state.carry(carried)
             fresh[target.name] = state
@@ -136,18 +179,10 @@ class MetricsStore:
         for tier in config.tiers:
             self.lag.setdefault(tier, Histogram(LAG_BUCKETS))
 
-    def _decider(self, target: Target) -> str:
-        return next((k for k in target.probes if self.kinds[k].decides_up), target.probes[0])
-
     def record(self, state: TargetState, kind: str, result: ProbeResult, lag: float) -> None:
         """Fold one result into its target's state and re-format that target's lines."""
         state.last_run[kind] = self._clock()
-        state.success[kind] = int(result.ok)
-        if not result.ok:
-            state.failures[(kind, result.reason or "unknown")] += 1
-        if kind == state.decider:
-            state.up = int(result.ok)
-            state.failing = 0 if result.ok else state.failing + 1
+        state.observe(kind, result)
         owner = self.kinds[kind]
         kstate = state.kinds[kind]
         owner.record(kstate, result)

@@ -23,7 +23,7 @@ class Resolver:
                  negative_ttl: float = 10.0) -> None:
         self.ttl = ttl  # seconds a resolved name is reused
         self.negative_ttl = negative_ttl  # failed names are retried sooner
-        self._cache: dict[str, tuple[float, tuple[int, str] | None]] = {}
+        self._cache: dict[tuple[str, int], tuple[float, tuple[int, str] | None]] = {}
         self._literals: dict[str, tuple[int, str] | None] = {}  # parsing them was 4 % of CPU at 10k targets
         self._clock = clock
         self._getaddrinfo = getaddrinfo  # injectable: tests cannot use real DNS here
@@ -43,12 +43,15 @@ class Resolver:
             self._literals[address] = hit
         return hit
 
-    async def resolve(self, address: str) -> tuple[int, str] | None:
+    async def resolve(self, address: str, family: int = 0) -> tuple[int, str] | None:
+        """(family, ip) for ``address``; ``family`` (AF_INET or AF_INET6) prefers that family when the
+        name has both, as an http probe's ``ip_protocol`` asks; None when it cannot be resolved."""
         literal = self.literal(address)
         if literal is not None:
             return literal
         now = self._clock()
-        hit = self._cache.get(address)
+        key = (address, family)
+        hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
         try:
@@ -56,13 +59,11 @@ class Resolver:
             infos = await lookup(address, None, type=socket.SOCK_RAW)
         except (OSError, UnicodeError):
             infos = []
-        answer = None
-        for family, _, _, _, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6):
-                answer = (family, ipaddress.ip_address(sockaddr[0].split("%", 1)[0]).compressed)
-                break
+        found = [(fam, ipaddress.ip_address(sockaddr[0].split("%", 1)[0]).compressed)
+                 for fam, _, _, _, sockaddr in infos if fam in (socket.AF_INET, socket.AF_INET6)]
+        answer = next((a for a in found if a[0] == family), found[0] if found else None)
         ttl = self.ttl if answer else self.negative_ttl
-        self._cache[address] = (now + ttl, answer)
+        self._cache[key] = (now + ttl, answer)
         if len(self._cache) > 100_000:  # names removed from config must not pile up forever
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         return answer

@@ -44,19 +44,40 @@ REASON_INTERNAL = "internal"
 REASON_REFUSED = "refused"
 REASON_AUTH = "auth"  # credentials refused
 REASON_MALFORMED = "malformed"  # a reply we could not parse
+REASON_TLS = "tls"  # handshake failed or the chain did not verify
+REASON_CERT_EXPIRED = "cert_expired"  # a certificate in the chain is past its not-after
+REASON_STATUS = "status"  # an answer arrived with a status the config does not count as up
+REASON_TTL_EXCEEDED = "ttl_exceeded"
 
 # A tier key's check: (validator, path, raw value) -> the parsed value, or None after recording an error.
 TierCheck = Callable[[Validator, Path, Any], Any]
 
 
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    """What a TLS handshake showed: the earliest expiry across every certificate sent, and the leaf."""
+
+    not_after: float  # Unix time; the minimum over the whole presented chain, not just the leaf
+    subject: str
+    issuer: str
+    serial: str  # hex
+
+
 @dataclass(slots=True)
 class ProbeResult:
-    """Outcome of one probe cycle against one target."""
+    """Outcome of one probe cycle against one target.
+
+    Every kind may fill ``phases`` (name, seconds: resolve, connect, tls, ...) and ``tls``;
+    the agent exports them as lifeline_probe_duration_seconds{phase} and the lifeline_tls_*
+    families, so no kind declares those families itself.
+    """
 
     ok: bool
     reason: str | None = None  # None when ok
-    duration: float = 0.0  # seconds the cycle took
+    duration: float = 0.0  # seconds the cycle took; exported as phase="total"
     detail: str = ""  # human-readable context for logs, never secrets
+    phases: tuple[tuple[str, float], ...] = ()
+    tls: TlsInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +121,6 @@ class ProbeKind(ABC):
     profiles_key: ClassVar[str | None] = None  # a top-level key of shared named profiles
     tier_keys: ClassVar[Mapping[str, TierCheck]] = {}  # tier keys this kind reads, with their checks
     families: ClassVar[tuple[Family, ...]] = ()  # per-target families, in exposition order
-    # Whether this kind's result decides lifeline_target_up when the target lists it
-    # (else the target's first probe decides).
-    decides_up: ClassVar[bool] = False
 
     # --- configuration (cheap: `lifeline check` calls only these) ------------
 
@@ -122,8 +140,12 @@ class ProbeKind(ABC):
     def parse_profiles(self, v: Validator, raw: Any, path: Path) -> Any:
         return {}
 
-    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any) -> Any:
-        """The target's own block (``raw`` is None when absent); None records nothing."""
+    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None) -> Any:
+        """The target's own block (``raw`` is None when absent); None records nothing.
+
+        ``tier`` is the target's tier (None when the tier itself is invalid), for checks
+        such as a block's own timeout against the tier's interval.
+        """
         return None
 
     def interval(self, tier: Tier, settings: Any = None) -> float:

@@ -60,7 +60,7 @@ class FileKind(ProbeKind):
     def parse_tier(self, v, path, checked, fields, tier, base):
         return checked.get("file_max_age", base)
 
-    def parse_settings(self, v, raw, path, profiles):
+    def parse_settings(self, v, raw, path, profiles, tier):
         f = v.mapping(path, raw, ("path",), required=("path",))
         text = v.string(path + ("path",), f["path"]) if f and "path" in f else None
         return FileSettings(text) if text else None
@@ -133,14 +133,16 @@ def test_the_agent_runs_reloads_and_exports_the_toy_kind(tmp_path):
         runner = asyncio.create_task(agent.run())
         try:
             m = await scrape_until(lambda m: value(m, "lifeline_file_size_bytes", target="hb") == 5, "file size")
-            # `up` follows ICMP when a target has it, as for any kind that does not decide `up`.
             assert value(m, "lifeline_probe_success", target="hb", probe="file") == 1
+            assert value(m, "lifeline_target_up", target="hb") == 1
             assert value(m, "lifeline_tier_probe_interval_seconds", tier="P0", probe="file") == 0.2
             beat.unlink()
             m = await scrape_until(lambda m: value(m, "lifeline_probe_failures_total", target="hb", probe="file",
                                                    reason="missing"), "reason missing")
             assert value(m, "lifeline_file_size_bytes", target="hb") is None
-            assert value(m, "lifeline_target_up", target="hb") == 1
+            # Every probe must succeed for `up`: ICMP still answers, the file kind does not.
+            assert value(m, "lifeline_target_up", target="hb") == 0
+            assert value(m, "lifeline_probe_success", target="hb", probe="icmp") == 1
             # A reload that adds a target keeps hb's counters.
             missing_before = value(m, "lifeline_probe_failures_total", target="hb", probe="file", reason="missing")
             with open(path, "a") as fh:
@@ -148,7 +150,7 @@ def test_the_agent_runs_reloads_and_exports_the_toy_kind(tmp_path):
             status, body = await asyncio.to_thread(http_post, url + "/-/reload")
             assert status == 200, body
             m = await scrape_until(lambda m: value(m, "lifeline_file_size_bytes", target="hb2"), "hb2 probed")
-            assert value(m, "lifeline_target_up", target="hb2") == 1  # its only kind decides
+            assert value(m, "lifeline_target_up", target="hb2") == 1
             assert value(m, "lifeline_probe_failures_total", target="hb", probe="file",
                          reason="missing") >= missing_before
         finally:

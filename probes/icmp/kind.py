@@ -49,7 +49,6 @@ TIER_FAMILIES = (
 
 class IcmpKind(ProbeKind):
     name = "icmp"
-    decides_up = True
     tier_keys = {
         "packets": lambda v, p, x: v.integer(p, x, lo=1, hi=100),
         "packet_interval": lambda v, p, x: v.duration(p, x, lo=0.0001, hi=60),
