@@ -81,6 +81,9 @@ def test_every_alert_has_a_firing_scenario():
     "One missed cycle",            # a single failed cycle never pages
     "P1, P2, P3 targets dark",     # lower tiers: later, and at warning/info severity
     "must not page afterwards",    # the loss an outage leaves behind in the 5m window
+    "fails ONE cycle",             # a slow probe (SIP every 15s on a 5s tier) failing once
+    "A single 503",                # one failed HTTP cycle within a healthy run
+    "One slow response",           # slow but successful: nothing to say
 ])
 def test_must_not_page_scenarios_are_present(needle):
     text = "".join(open(p, encoding="utf-8").read() for p in RULE_TESTS)
@@ -125,6 +128,8 @@ def test_amtool_check_config(amtool):
     ({"alertname": "LifelineAgentDown", "severity": "critical"}, "oncall-page"),
     ({"alertname": "LifelineAgentStale", "severity": "critical", "tier": "P3"}, "oncall-page"),
     ({"alertname": "LifelineConfigReloadFailed", "severity": "warning"}, "noc-ticket"),
+    ({"alertname": "LifelineTargetCertificateExpiring", "severity": "warning", "tier": "P0"}, "noc-ticket"),
+    ({"alertname": "LifelineTargetCertificateExpiryCritical", "severity": "critical", "tier": "P1"}, "oncall-page"),
     ({"alertname": "Unrelated"}, "noc-ticket"),
 ], ids=lambda v: v if isinstance(v, str) else f"{v.get('alertname')}-{v.get('tier', '')}-{v.get('severity', '')}")
 def test_alertmanager_routing(amtool, labels, receiver):
