@@ -47,6 +47,7 @@ REASON_MALFORMED = "malformed"  # a reply we could not parse
 REASON_TLS = "tls"  # handshake failed or the chain did not verify
 REASON_CERT_EXPIRED = "cert_expired"  # a certificate in the chain is past its not-after
 REASON_STATUS = "status"  # an answer arrived with a status the config does not count as up
+REASON_BODY_MISMATCH = "body_mismatch"  # an answer arrived but its body is not what the check expects
 REASON_TTL_EXCEEDED = "ttl_exceeded"
 
 # A tier key's check: (validator, path, raw value) -> the parsed value, or None after recording an error.

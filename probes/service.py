@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,32 @@ def parse_timing(v: Validator, path: Path, f: Mapping[str, Any], tier: Tier | No
 
 def parse_port(v: Validator, path: Path, raw: Any) -> int | None:
     return v.integer(path, raw, lo=1, hi=65535)
+
+
+def parse_status_codes(v: Validator, path: Path, raw: Any, *, hi: int = 599) -> tuple[int, ...] | None:
+    """A non-empty list of status codes (100 to ``hi``), sorted and without repeats; None after errors."""
+    items = v.seq(path, raw)
+    if items is None:
+        return None
+    if not items:
+        v.error(path, "must list at least one status code")
+        return None
+    codes = [v.integer(path + (i,), item, lo=100, hi=hi) for i, item in enumerate(items)]
+    if any(c is None for c in codes):
+        return None
+    return tuple(sorted(set(codes)))  # type: ignore[arg-type]
+
+
+def parse_regex(v: Validator, path: Path, raw: Any) -> re.Pattern[str] | None:
+    """A regular expression compiled at load (MULTILINE, so ^ and $ match at each line)."""
+    text = v.string(path, raw, max_len=1024)
+    if text is None:
+        return None
+    try:
+        return re.compile(text, re.MULTILINE)
+    except re.error as exc:
+        v.error(path, f"not a valid regular expression: {exc} (got {text!r})")
+        return None
 
 
 class ServiceKind(ProbeKind):

@@ -88,6 +88,21 @@ def failure_reason(exc: ssl.SSLError) -> str:
     return REASON_TLS
 
 
+class TlsClient:
+    """What a kind needs to speak TLS: one context per distinct ``tls:`` options (building one reads
+    the CA files, so it is done once, not per cycle) and the chain reader."""
+
+    def __init__(self) -> None:
+        self.chains = ChainReader()
+        self._contexts: dict[TlsOptions, ssl.SSLContext] = {}
+
+    def context(self, options: TlsOptions) -> ssl.SSLContext:
+        ctx = self._contexts.get(options)
+        if ctx is None:
+            ctx = self._contexts[options] = client_context(options)
+        return ctx
+
+
 class ChainReader:
     """TlsInfo of a handshake's presented chain, parsed once per distinct chain."""
 

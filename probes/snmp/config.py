@@ -14,11 +14,11 @@ message can show them.
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from common.secrets import Secret, load_secret
 from common.validate import Validator
 from common.yamlsrc import Path
 
@@ -42,21 +42,7 @@ INTERFACE_FIELDS = ("index", "name", "ifname", "descr", "alias")
 _OID_RE = re.compile(r"\.?([0-2])((?:\.\d{1,10})+)")
 _OID_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 _PROFILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MAX_SECRET_FILE = 4096
 MIN_USM_KEY = 8  # RFC 3414 pass phrases; Net-SNMP refuses shorter ones too
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A credential whose value never shows in repr, str, logs or config dumps."""
-
-    value: str = field(repr=False)
-    source: str = "inline"  # "env NAME", "file PATH" or "inline"
-
-    def __repr__(self) -> str:
-        return f"Secret(<redacted>, from {self.source})"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +171,7 @@ def _fields(v: Validator, path: Path, f: dict[str, Any]) -> dict[str, Any]:
         if len(given) > 1:
             v.error(path + (given[1],), f"set only one of {', '.join(given)}")
         elif given:
-            value = _secret(v, path + (given[0],), given[0], f[given[0]])
+            value = load_secret(v, path + (given[0],), given[0], f[given[0]])
             if value is not None:
                 out[secret] = value
     if "interfaces" in f:
@@ -197,47 +183,6 @@ def _fields(v: Validator, path: Path, f: dict[str, Any]) -> dict[str, Any]:
         if oids is not None:
             out["oids"] = oids
     return out
-
-
-def _secret(v: Validator, path: Path, key: str, raw: Any) -> Secret | None:
-    # Messages here must never include the secret itself, only where it came from.
-    if key.endswith("_env"):
-        name = v.string(path, raw, max_len=128)
-        if name is None:
-            return None
-        value = os.environ.get(name)
-        if not value:
-            v.error(path, f"environment variable {name!r} is not set" if value is None
-                    else f"environment variable {name!r} is empty")
-            return None
-        return Secret(value, f"env {name}")
-    if key.endswith("_file"):
-        name = v.string(path, raw, max_len=4096)
-        if name is None:
-            return None
-        full = name if os.path.isabs(name) else os.path.join(os.path.dirname(v.doc.file), name)
-        try:
-            with open(full, "rb") as fh:
-                data = fh.read(MAX_SECRET_FILE + 1)
-        except OSError as exc:
-            v.error(path, f"cannot read {full!r}: {exc.strerror}")
-            return None
-        if len(data) > MAX_SECRET_FILE:
-            v.error(path, f"{full!r} is larger than {MAX_SECRET_FILE} bytes; expected one secret")
-            return None
-        try:
-            value = data.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError:
-            v.error(path, f"{full!r} is not UTF-8 text")
-            return None
-        if not value:
-            v.error(path, f"{full!r} is empty")
-            return None
-        return Secret(value, f"file {full}")
-    if not isinstance(raw, str) or not raw:
-        v.error(path, "must be a non-empty string (value hidden)")
-        return None
-    return Secret(raw, "inline")
 
 
 def _interfaces(v: Validator, path: Path, raw: Any) -> tuple[InterfaceSelector, ...] | None:
