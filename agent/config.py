@@ -308,7 +308,7 @@ def _parse_target(v: Validator, path: Path, raw: Any, tiers: dict[str, Tier],
                 v.error(path + (key,), f"settings for {kind.name!r} but 'probes' does not list it")
                 continue
             parsed = kind.parse_settings(v, f.get(key), path + (key,), profiles.get(kind.name, {}),
-                                         tiers.get(tier) if isinstance(tier, str) else None)
+                                         tiers.get(tier) if isinstance(tier, str) else None, address)
             if parsed is not None:
                 settings.append((kind.name, parsed))
     if len(v.errors) != before:

@@ -49,6 +49,7 @@ REASON_CERT_EXPIRED = "cert_expired"  # a certificate in the chain is past its n
 REASON_STATUS = "status"  # an answer arrived with a status the config does not count as up
 REASON_BODY_MISMATCH = "body_mismatch"  # an answer arrived but its body is not what the check expects
 REASON_TTL_EXCEEDED = "ttl_exceeded"
+REASON_FRAG_NEEDED = "frag_needed"  # a don't-fragment packet larger than the path MTU
 
 # A tier key's check: (validator, path, raw value) -> the parsed value, or None after recording an error.
 TierCheck = Callable[[Validator, Path, Any], Any]
@@ -141,11 +142,13 @@ class ProbeKind(ABC):
     def parse_profiles(self, v: Validator, raw: Any, path: Path) -> Any:
         return {}
 
-    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None) -> Any:
+    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None,
+                       address: str | None) -> Any:
         """The target's own block (``raw`` is None when absent); None records nothing.
 
         ``tier`` is the target's tier (None when the tier itself is invalid), for checks
-        such as a block's own timeout against the tier's interval.
+        such as a block's own timeout against the tier's interval; ``address`` the
+        target's address as validated (None when invalid), e.g. for a source of its family.
         """
         return None
 

@@ -60,7 +60,7 @@ class FileKind(ProbeKind):
     def parse_tier(self, v, path, checked, fields, tier, base):
         return checked.get("file_max_age", base)
 
-    def parse_settings(self, v, raw, path, profiles, tier):
+    def parse_settings(self, v, raw, path, profiles, tier, address):
         f = v.mapping(path, raw, ("path",), required=("path",))
         text = v.string(path + ("path",), f["path"]) if f and "path" in f else None
         return FileSettings(text) if text else None

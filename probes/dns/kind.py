@@ -20,7 +20,7 @@ class DnsKind(ServiceKind):
     families = metrics.FAMILIES
 
     def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any,
-                       tier: Tier | None) -> DnsSettings | None:
+                       tier: Tier | None, address: str | None) -> DnsSettings | None:
         return config.parse_settings(v, raw, path, tier)
 
     def open(self, ctx: ProbeContext) -> Probe:

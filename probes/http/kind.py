@@ -18,7 +18,8 @@ class HttpKind(ServiceKind):
     settings_key = "http"
     families = metrics.FAMILIES
 
-    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None) -> Any:
+    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None,
+                       address: str | None) -> Any:
         return config.parse_settings(v, raw, path, tier)
 
     def open(self, ctx: ProbeContext) -> Probe:

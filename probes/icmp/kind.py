@@ -1,4 +1,4 @@
-"""The ICMP kind: its tier keys (echoes per cycle, loss and RTT thresholds), state and metrics."""
+"""The ICMP kind: its tier keys (echoes per cycle, thresholds, option defaults), target block, state and metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from common.validate import Validator, format_duration
 from common.yamlsrc import Path
 from probes.base import Probe, ProbeContext, ProbeKind, ProbeResult
 from probes.icmp import metrics
+from probes.icmp.options import IcmpOptions, family_problem, parse_options
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class IcmpTier:
     loss_crit: float
     rtt_warn: float
     rtt_crit: float
+    options: IcmpOptions | None = None  # the tier's `icmp:` defaults; None when it sets none
 
     def cycle_budget(self, timeout: float) -> float:
         """Longest a cycle can take: the last echo's send plus its timeout."""
@@ -49,6 +51,7 @@ TIER_FAMILIES = (
 
 class IcmpKind(ProbeKind):
     name = "icmp"
+    settings_key = "icmp"
     tier_keys = {
         "packets": lambda v, p, x: v.integer(p, x, lo=1, hi=100),
         "packet_interval": lambda v, p, x: v.duration(p, x, lo=0.0001, hi=60),
@@ -56,6 +59,7 @@ class IcmpKind(ProbeKind):
         "loss_crit": lambda v, p, x: v.ratio(p, x),
         "rtt_warn": lambda v, p, x: v.duration(p, x, lo=0.0),
         "rtt_crit": lambda v, p, x: v.duration(p, x, lo=0.0),
+        "icmp": parse_options,
     }
     families = metrics.FAMILIES
 
@@ -64,7 +68,9 @@ class IcmpKind(ProbeKind):
 
     def parse_tier(self, v: Validator, path: Path, checked: dict[str, Any], fields: Mapping[str, Any],
                    tier: Tier, base: IcmpTier) -> IcmpTier:
-        part = replace(base, **checked)
+        checked = dict(checked)
+        options = checked.pop("icmp", base.options)
+        part = replace(base, **checked, options=None if options is None or options.empty() else options)
         budget = part.cycle_budget(tier.timeout)
         if budget >= tier.interval:
             key = "timeout" if "timeout" in fields else "interval"
@@ -77,6 +83,28 @@ class IcmpKind(ProbeKind):
         if part.rtt_crit < part.rtt_warn:
             v.error(path + ("rtt_crit",), "must not be below rtt_warn")
         return part
+
+    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any,
+                       tier: Tier | None, address: str | None) -> IcmpOptions | None:
+        """The target's ``icmp:`` block over its tier's defaults; None (the shared fast path) when neither sets any."""
+        own = None
+        if raw is not None:
+            own = parse_options(v, path, raw)
+            if own is None:
+                return None
+        part = tier.parts.get("icmp") if tier is not None else None
+        base = part.options if isinstance(part, IcmpTier) else None
+        options = own.over(base) if own is not None else base
+        if options is None or options.empty():
+            return None
+        if options.source is not None:
+            problem = family_problem(options.source, address) if address is not None else None
+            if problem and own is not None and own.source is not None:
+                v.error(path + ("source",), problem)
+            elif problem:
+                v.error(path[:-1] + ("address",), f"{problem} (the source comes from tier {tier.name}'s icmp "
+                                                  "defaults; set icmp.source on this target)")
+        return options
 
     def open(self, ctx: ProbeContext) -> Probe:
         from probes.icmp.probe import IcmpProbe
@@ -97,3 +125,4 @@ class IcmpKind(ProbeKind):
             family.lines(out)
             out.extend(f'{family.name}{{tier="{escape(t.name)}"}} {fmt(getattr(t.parts["icmp"], attr))}'
                        for t in tiers)
+

@@ -13,6 +13,7 @@ from common.model import Target, Tier
 from common.resolver import Resolver
 from probes.base import REASON_RESOLVE, REASON_TIMEOUT, Probe
 from probes.icmp.engine import EchoStats, IcmpEngine
+from probes.icmp.options import IcmpOptions
 from probes.icmp.result import IcmpResult
 
 log = structlog.get_logger("lifeline.icmp")
@@ -45,7 +46,8 @@ class IcmpProbe(Probe):
                               detail=f"cannot resolve {target.address}", sent=0)
         family, ip = resolved
         part = tier.parts["icmp"]
-        stats = await self.engine.ping(ip, family, part.packets, part.packet_interval, tier.timeout)
+        stats = await self.engine.ping(ip, family, part.packets, part.packet_interval, tier.timeout,
+                                       _options(target))
         return self._result(stats, ip, started)
 
     def submit(self, target: Target, tier: Tier, state: object,
@@ -58,7 +60,7 @@ class IcmpProbe(Probe):
         started = time.monotonic()
         part = tier.parts["icmp"]
         self.engine.begin(ip, family, part.packets, part.packet_interval, tier.timeout,
-                          lambda stats: done(self._result(stats, ip, started)))
+                          lambda stats: done(self._result(stats, ip, started)), _options(target))
         return True
 
     def collect(self) -> Iterable[str]:
@@ -76,4 +78,10 @@ class IcmpProbe(Probe):
             counts = Counter(stats.errors)
             reason = next((r for r in counts if r != REASON_TIMEOUT), REASON_TIMEOUT)
         return IcmpResult(ok=bool(rtts), reason=reason, duration=time.monotonic() - started, ip=ip,
-                          sent=stats.sent, rtts=rtts)
+                          sent=stats.sent, rtts=rtts, detail=stats.detail if reason else "")
+
+
+def _options(target: Target) -> IcmpOptions | None:
+    """The target's ICMP options; None (nearly always) keeps its echoes on the shared sockets."""
+    settings = getattr(target, "settings", ())  # tests' stand-ins for Target carry only address and name
+    return target.setting("icmp") if settings else None

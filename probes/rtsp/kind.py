@@ -30,7 +30,8 @@ class RtspKind(ServiceKind):
     settings_key = "rtsp"
     families = FAMILIES
 
-    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None) -> Any:
+    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None,
+                       address: str | None) -> Any:
         return config.parse_settings(v, raw, path, tier)
 
     def open(self, ctx: ProbeContext) -> Probe:

@@ -28,7 +28,7 @@ class SipKind(ServiceKind):
                        "Status code of the last final response to OPTIONS; 0 when none arrived."),)
 
     def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any,
-                       tier: Tier | None) -> config.SipSettings | None:
+                       tier: Tier | None, address: str | None) -> config.SipSettings | None:
         return config.parse_settings(v, raw, path, tier)
 
     def open(self, ctx: ProbeContext) -> Probe:

@@ -57,7 +57,8 @@ class SnmpKind(ProbeKind):
     def parse_profiles(self, v: Validator, raw: Any, path: Path) -> Any:
         return config.parse_profiles(v, raw, path)
 
-    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None) -> Any:
+    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None,
+                       address: str | None) -> Any:
         return config.parse_settings(v, raw, path, profiles)
 
     def interval(self, tier: Tier, settings: Any = None) -> float:

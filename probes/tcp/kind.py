@@ -17,7 +17,8 @@ class TcpKind(ServiceKind):
     name = "tcp"
     settings_key = "tcp"
 
-    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None) -> Any:
+    def parse_settings(self, v: Validator, raw: Any, path: Path, profiles: Any, tier: Tier | None,
+                       address: str | None) -> Any:
         return config.parse_settings(v, raw, path, tier)
 
     def open(self, ctx: ProbeContext) -> Probe:
