@@ -1,11 +1,11 @@
-"""`lifeline demo` (what `make demo` runs): several tiers, a healthy, a lossy and a dark target."""
+"""`lifeline demo` (what `make demo` runs): several tiers, healthy, lossy and dark targets, services up and down."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from tests.helpers import ROOT, free_port, http_get, require_root, samples, wait_for
+from tests.helpers import ROOT, free_port, http_get, require_root, samples, value, wait_for
 
 
 def test_demo_shows_every_state():
@@ -22,15 +22,23 @@ def test_demo_shows_every_state():
             s = samples(body.decode())
             up = {dict(ls)["target"]: (dict(ls)["tier"], v) for (n, ls), v in s.items() if n == "lifeline_target_up"}
             loss = {dict(ls)["target"]: v for (n, ls), v in s.items() if n == "lifeline_icmp_loss_ratio"}
-            return (up, loss) if len(up) == 7 and len(loss) == 7 else None
+            return (up, loss, s) if len(up) == 10 and len(loss) == 10 else None
 
-        up, loss = wait_for(states, 30, "all demo targets to report")
+        up, loss, s = wait_for(states, 30, "all demo targets to report")
         assert {tier for tier, _ in up.values()} == {"P0", "P1", "P2", "P3"}
         assert up["putuo-hospital-fever-clinic"][1] == 1 and loss["putuo-hospital-fever-clinic"] == 0
         assert up["hotline-12345-platform"][1] == 0 and loss["hotline-12345-platform"] == 1
         assert up["checkpoint-camera-018"][1] == 0
+        # Service probes against the demo's own loopback HTTP and SIP servers.
+        assert up["gov-cloud-portal"][1] == 1
+        assert value(s, "lifeline_http_status_code", target="gov-cloud-portal") == 200
+        assert value(s, "lifeline_sip_status_code", target="hotline-12345-sbc") == 200
+        # The IVR answers pings but its SIP server says 503: down, and the probe says which.
+        assert up["hotline-12345-ivr"][1] == 0 and loss["hotline-12345-ivr"] == 0
+        assert value(s, "lifeline_sip_status_code", target="hotline-12345-ivr") == 503
+        assert value(s, "lifeline_probe_failures_total", target="hotline-12345-ivr", probe="sip", reason="status") >= 1
         # The lossy host loses some echoes but answers: 30% drop over 10 echoes.
-        wait_for(lambda: 0 < (states() or ({}, {}))[1].get("gov-cloud-uplink", 0) < 1, 30,
+        wait_for(lambda: 0 < (states() or ({}, {}, {}))[1].get("gov-cloud-uplink", 0) < 1, 30,
                  "gov-cloud-uplink to show partial loss")
     finally:
         proc.terminate()

@@ -1,4 +1,4 @@
-"""Runs the agent on a built-in demo network that shows healthy, lossy and dark targets."""
+"""Runs the agent on a built-in demo network: healthy, lossy and dark circuits, and services up and down."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ import yaml
 
 from agent import config as config_mod
 from agent.demo.netns import DemoNet, NetnsError, available
+from agent.demo.servers import DemoServers
 
 NETNS = "lifeline-demo"
 OCTET = 511  # 198.19.255.0/24
 LOSS = {"198.19.255.3": 30, "198.19.255.4": 100, "198.19.255.5": 100}
 
 
-def _demo_config(with_netns: bool) -> str:
-    data = yaml.safe_load(files("agent.demo").joinpath("demo.yaml").read_text())
+def _demo_config(with_netns: bool, servers: DemoServers) -> str:
+    text = files("agent.demo").joinpath("demo.yaml").read_text()
+    text = text.replace("HTTP_PORT", str(servers.http_port)).replace("SIP_PORT", str(servers.sip_port))
+    data = yaml.safe_load(text)
     if not with_netns:
         data["targets"] = [t for t in data["targets"] if not t["address"].startswith("198.19.")]
     return yaml.safe_dump(data, sort_keys=False)
@@ -45,24 +48,30 @@ def run_demo(listen: str, duration: float = 0.0) -> int:
               file=sys.stderr)
     workdir = tempfile.mkdtemp(prefix="lifeline-demo-")
     path = os.path.join(workdir, "demo.yaml")
-    with open(path, "w") as fh:
-        fh.write(_demo_config(net is not None))
-    try:
-        cfg = config_mod.load(path)
-        agent = Agent(path, cfg, listen)
-        print(f"\nLifeline demo: {len(cfg.targets)} targets in tiers "
-              f"{', '.join(sorted({t.tier for t in cfg.targets}))}.\n"
-              f"  metrics:  http://{listen}/metrics\n  config:   {path}\n"
-              + ("  lossy:    gov-cloud-uplink (30% drop)\n  dark:     hotline-12345-platform, "
-                 "checkpoint-camera-018\n" if net else "")
-              + "Try: curl -s http://" + listen + "/metrics | grep lifeline_target_up\n"
-              "Stop with Ctrl-C.\n", flush=True)
 
-        async def main() -> int:
+    async def main() -> int:
+        servers = await DemoServers().start()  # the HTTP and SIP services the service probes check
+        try:
+            with open(path, "w") as fh:
+                fh.write(_demo_config(net is not None, servers))
+            cfg = config_mod.load(path)
+            agent = Agent(path, cfg, listen)
+            print(f"\nLifeline demo: {len(cfg.targets)} targets in tiers "
+                  f"{', '.join(sorted({t.tier for t in cfg.targets}))}.\n"
+                  f"  metrics:  http://{listen}/metrics\n  config:   {path}\n"
+                  + ("  lossy:    gov-cloud-uplink (30% drop)\n  dark:     hotline-12345-platform, "
+                     "checkpoint-camera-018\n" if net else "")
+                  + "  services: gov-cloud-portal (http), hotline-12345-sbc (sip) up; "
+                    "hotline-12345-ivr answers pings but SIP says 503\n"
+                  + "Try: curl -s http://" + listen + "/metrics | grep lifeline_target_up\n"
+                  "Stop with Ctrl-C.\n", flush=True)
             if duration > 0:
                 asyncio.get_running_loop().call_later(duration, agent.stop)
             return await agent.run()
+        finally:
+            servers.close()
 
+    try:
         return asyncio.run(main())
     except KeyboardInterrupt:
         return 0
