@@ -158,27 +158,35 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], templa
 def noc_overview() -> dict:
     degraded_or_down = f"lifeline_target:health:state{{{SEL}}}"
     panels = [
-        panel("stat", "P0 targets down", (0, 0, 6, 5), [query(
+        panel("stat", "P0 targets down", (0, 0, 5, 5), [query(
             f"sum(lifeline_tier:targets_down:count{{{TIER_SEL}}} "
             f"and on (job, instance, tier) (lifeline_tier_priority == 0))", instant=True)],
             description="Targets of the most urgent tier (priority 0) whose last cycle failed.",
             defaults={**thresholds((None, "green"), (1, "red")), "noValue": "0"},
             options={"colorMode": "background", "graphMode": "none", "textMode": "value",
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
-        panel("stat", "Critical-tier targets down", (6, 0, 6, 5), [query(
+        panel("stat", "Critical-tier targets down", (5, 0, 5, 5), [query(
             f"sum(lifeline_tier:targets_down:count{{{TIER_SEL}}} "
             f"and on (job, instance, tier) lifeline_tier_info{{severity=\"critical\"}})", instant=True)],
             description="Down targets in every tier whose outages page (P0, P1 and custom critical tiers).",
             defaults={**thresholds((None, "green"), (1, "red")), "noValue": "0"},
             options={"colorMode": "background", "graphMode": "none", "textMode": "value",
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
-        panel("stat", "Degraded targets", (12, 0, 6, 5), [query(
+        panel("stat", "Services down", (10, 0, 5, 5), [query(
+            f"sum(lifeline_tier:services_down:count{{{TIER_SEL}}}) or vector(0)", instant=True)],
+            description="Targets whose service check (tcp, http, dns, sip, rtsp) failed its last cycle, "
+                        "whether or not the circuit itself answers pings: a reachable hotline with a dead "
+                        "SIP server counts here.",
+            defaults=thresholds((None, "green"), (1, "red")),
+            options={"colorMode": "background", "graphMode": "none", "textMode": "value",
+                     "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+        panel("stat", "Degraded targets", (15, 0, 5, 5), [query(
             f"count({degraded_or_down} == 1) or vector(0)", instant=True)],
             description="Answering, but loss or mean RTT over 5m above the tier's warn threshold.",
             defaults=thresholds((None, "green"), (1, "orange")),
             options={"colorMode": "background", "graphMode": "none", "textMode": "value",
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
-        panel("stat", "Firing alerts", (18, 0, 6, 5), [query(
+        panel("stat", "Firing alerts", (20, 0, 4, 5), [query(
             'count(ALERTS{alertstate="firing",alertname=~"Lifeline.*",instance=~"$instance"}) or vector(0)',
             instant=True)],
             defaults=thresholds((None, "green"), (1, "red")),
@@ -194,13 +202,16 @@ def noc_overview() -> dict:
                   f"or sum by (tier) (0 * lifeline_tier_targets{{{TIER_SEL}}})", "E", instant=True, fmt="table"),
             query(f"avg by (tier) (lifeline_target:availability:ratio_5m{{{SEL}}})", "F", instant=True, fmt="table"),
             query(f"avg by (tier) (lifeline_target:availability:ratio_1h{{{SEL}}})", "G", instant=True, fmt="table"),
+            query(f"sum by (tier) (lifeline_tier:services_down:count{{{TIER_SEL}}}) "
+                  f"or sum by (tier) (0 * lifeline_tier_targets{{{TIER_SEL}}})", "H", instant=True, fmt="table"),
         ], transformations=table_transform(
-            {"Value #A": "priority", "Value #C": "targets", "Value #D": "down", "Value #E": "degraded",
-             "Value #F": "availability 5m", "Value #G": "availability 1h"},
+            {"Value #A": "priority", "Value #C": "targets", "Value #D": "down", "Value #H": "services down",
+             "Value #E": "degraded", "Value #F": "availability 5m", "Value #G": "availability 1h"},
             exclude=("Value #B",), sort=("Value #A", False),
-            order=("tier", "severity", "Value #A", "Value #C", "Value #D", "Value #E", "Value #F", "Value #G")),
+            order=("tier", "severity", "Value #A", "Value #C", "Value #D", "Value #H", "Value #E", "Value #F",
+                   "Value #G")),
             overrides=[
-                {"matcher": {"id": "byName", "options": "down"}, "properties": [
+                {"matcher": {"id": "byRegexp", "options": "down|services down"}, "properties": [
                     {"id": "custom.cellOptions", "value": {"type": "color-background"}},
                     {"id": "thresholds", "value": thresholds((None, "green"), (1, "red"))["thresholds"]}]},
                 {"matcher": {"id": "byName", "options": "degraded"}, "properties": [
@@ -339,8 +350,27 @@ def target_detail() -> dict:
             f"sum by (probe, reason) (increase(lifeline_probe_failures_total{{{TSEL}}}[$__rate_interval]))",
             legend="{{probe}} {{reason}}")], unit="short"),
 
-        row("SNMP: this target's device and interfaces", 29),
-        panel("table", "Device", (0, 30, 12, 5), [
+        row("Services: where the time goes, and the certificate", 29),
+        panel("timeseries", "Probe cycle duration by phase", (0, 30, 12, 8), [query(
+            f"lifeline_probe_duration_seconds{{{TSEL}}}", legend="{{probe}} {{phase}}")], unit="s",
+            description="The last cycle of each probe: total, and for service probes resolve, connect, TLS, "
+                        "first byte and transfer. A slow TLS phase with a fast connect is the server, not the line."),
+        panel("table", "Certificate (leaf) and earliest expiry in the chain", (12, 30, 12, 8), [
+            query(f"lifeline_tls_cert_info{{{TSEL}}}", "A", instant=True, fmt="table"),
+            query(f"lifeline_tls_cert_not_after_timestamp_seconds{{{TSEL}}} - time()", "B", instant=True,
+                  fmt="table")],
+            description="Expiry is the earliest not-after among every certificate the server sent, "
+                        "intermediates included.",
+            transformations=table_transform({"Value #B": "expires in"},
+                                            exclude=("Value #A", "__name__", "instance", "job")),
+            overrides=[{"matcher": {"id": "byName", "options": "expires in"}, "properties": [
+                {"id": "unit", "value": "s"},
+                {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                {"id": "thresholds", "value": thresholds((None, "red"), (3 * 86400, "orange"),
+                                                         (14 * 86400, "green"))["thresholds"]}]}]),
+
+        row("SNMP: this target's device and interfaces", 38),
+        panel("table", "Device", (0, 39, 12, 5), [
             query(f"lifeline_snmp_info{{{TSEL}}}", "A", instant=True, fmt="table"),
             query(f"lifeline_snmp_up{{{TSEL}}}", "B", instant=True, fmt="table"),
             query(f"lifeline_snmp_sys_uptime_seconds{{{TSEL}}}", "C", instant=True, fmt="table")],
@@ -348,7 +378,7 @@ def target_detail() -> dict:
                                             exclude=("Value #A", "__name__", "instance")),
             overrides=[{"matcher": {"id": "byName", "options": "uptime"},
                         "properties": [{"id": "unit", "value": "s"}]}]),
-        panel("table", "Interfaces", (12, 30, 12, 5), [
+        panel("table", "Interfaces", (12, 39, 12, 5), [
             query(f"lifeline_snmp_if_info{{{TSEL}}}", "A", instant=True, fmt="table"),
             query(f"lifeline_snmp_if_admin_status{{{TSEL}}}", "B", instant=True, fmt="table"),
             query(f"lifeline_snmp_if_oper_status{{{TSEL}}}", "C", instant=True, fmt="table")],
@@ -357,11 +387,11 @@ def target_detail() -> dict:
             overrides=[{"matcher": {"id": "byRegexp", "options": "admin|oper"}, "properties": [
                 {"id": "mappings", "value": IF_STATUS_MAPPINGS["mappings"]},
                 {"id": "custom.cellOptions", "value": {"type": "color-text"}}]}]),
-        panel("timeseries", "Interface utilisation", (0, 35, 12, 8), [
+        panel("timeseries", "Interface utilisation", (0, 44, 12, 8), [
             query(f"lifeline_if:in_utilisation:ratio_5m{{{TSEL}}}", "A", legend="{{ifname}} in"),
             query(f"lifeline_if:out_utilisation:ratio_5m{{{TSEL}}}", "B", legend="{{ifname}} out")],
             unit="percentunit"),
-        panel("timeseries", "Interface errors and discards", (12, 35, 12, 8), [
+        panel("timeseries", "Interface errors and discards", (12, 44, 12, 8), [
             query(f"rate(lifeline_snmp_if_in_errors_total{{{TSEL}}}[$__rate_interval])", "A",
                   legend="{{ifname}} in errors"),
             query(f"rate(lifeline_snmp_if_out_errors_total{{{TSEL}}}[$__rate_interval])", "B",
@@ -372,7 +402,7 @@ def target_detail() -> dict:
                   legend="{{ifname}} out discards")], unit="pps"),
     ]
     return dashboard("lifeline-target", "Lifeline target detail",
-                     "One circuit: RTT distribution, loss, jitter, state and its device's interfaces.",
+                     "One circuit: RTT distribution, loss, jitter, state, its service checks and its device's interfaces.",
                      panels, filters(target="single"), tags=("target",))
 
 
