@@ -18,6 +18,8 @@ from agent.reload import Plan, Reloader
 from agent.scheduler import Scheduler
 from agent.server import HttpServer, Routes
 from agent.shard import Shard
+from agent.status import StatusBoard
+from agent.status import page as status_page
 from agent.store import MetricsStore
 from agent.webconfig import WebConfig
 from common.errors import ConfigInvalid
@@ -48,6 +50,7 @@ class Agent:
         self.store = MetricsStore(kinds)
         self.probes: dict[str, Probe] = {}
         self.exposition = Exposition(Renderer(self.store, kinds, self.status, self.probes))
+        self.board = StatusBoard(self.store, kinds, self.status)
         self.scheduler = Scheduler(kinds, self.probes, self.store.record, config.scheduler.max_in_flight)
         self.status.scheduler_stats = self.scheduler.stats
         self.reloader = Reloader(config_path, lambda: self.config, self._apply_new, self._reload_failed,
@@ -80,6 +83,7 @@ class Agent:
         self.status.reload_ok = True
         self.status.reload_success_time = time.time()
         self.exposition.invalidate()  # removed targets leave /metrics at once
+        self.board.invalidate()
         return plan
 
     async def _apply_new(self, config: config_mod.Config) -> Plan:
@@ -88,6 +92,7 @@ class Agent:
     def _reload_failed(self) -> None:
         self.status.reload_ok = False
         self.exposition.invalidate()  # the next scrape must show the failure at once
+        self.board.invalidate()
 
     async def reload(self, trigger: str = "api") -> tuple[bool, str]:
         web = None
@@ -135,7 +140,8 @@ class Agent:
         await self._open_probes()
         self._apply(self.config)
         routes = Routes(metrics=self.exposition.get, ready=lambda: self._ready,
-                        reload=self._reload_from_thread, version=self.status.version)
+                        reload=self._reload_from_thread, version=self.status.version,
+                        status_json=self.board.json, status_page=lambda: status_page(self.board.json()))
         self.server = HttpServer(self.listen, routes, web=self.web)
         self.server.start()
         host, port = self.server.address

@@ -1,4 +1,4 @@
-"""HTTP endpoints: /metrics, /-/healthy, /-/ready, /-/reload and a small index page.
+"""HTTP endpoints: /metrics, /-/healthy, /-/ready, /-/reload, the status page (/) and /status.json.
 
 The server runs in its own threads (stdlib ``ThreadingHTTPServer``, as
 prometheus_client's own exporter does), so rendering and slow clients never
@@ -21,16 +21,6 @@ from agent.webconfig import WebConfig
 
 log = structlog.get_logger("lifeline.server")
 
-INDEX = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Lifeline</title></head>
-<body><h1>Lifeline</h1>
-<p>Network-assurance monitoring agent for priority circuits.</p>
-<ul><li><a href="/metrics">Metrics</a></li><li><a href="/-/healthy">Health</a></li>
-<li><a href="/-/ready">Readiness</a></li></ul>
-<p>Version {version}</p></body></html>
-"""
-
-
 @dataclass
 class Routes:
     """What the server needs from the agent; plain callables keep the server testable alone."""
@@ -39,6 +29,8 @@ class Routes:
     ready: Callable[[], bool]
     reload: Callable[[], tuple[bool, str]]
     version: str = ""
+    status_json: Callable[[], bytes] = lambda: b"{}"
+    status_page: Callable[[], bytes] = lambda: b""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,7 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
             ok = routes.ready()
             self._send(200 if ok else 503, b"Ready\n" if ok else b"Not ready\n")
         elif path == "/":
-            self._send(200, INDEX.format(version=routes.version).encode(), "text/html; charset=utf-8")
+            self._send(200, routes.status_page(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+        elif path == "/status.json":
+            self._send(200, routes.status_json(), "application/json", {"Cache-Control": "no-store"})
         elif path == "/-/reload":
             self._send(405, b"Use POST to reload\n", headers={"Allow": "POST"})
         else:
@@ -97,7 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0]
         if path != "/-/reload":
-            self._send(405 if path in ("/metrics", "/", "/-/healthy", "/-/ready") else 404, b"Not allowed\n")
+            self._send(405 if path in ("/metrics", "/", "/status.json", "/-/healthy", "/-/ready") else 404,
+                       b"Not allowed\n")
             return
         ok, message = self.server.routes.reload()
         self._send(200 if ok else 500, (message + "\n").encode())

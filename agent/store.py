@@ -11,7 +11,7 @@ stalled the probe loop.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +20,7 @@ from common.model import Target, Tier
 from common.textfmt import Family, Histogram, escape, fmt, labels
 from probes.base import ProbeKind, ProbeResult
 
+HISTORY = 20  # state changes kept per target, for "down since" and the status page
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -44,7 +45,7 @@ class TargetState:
     """One target's core state and, in ``kinds``, each of its probe kinds' own state."""
 
     __slots__ = ("target", "key", "up_key", "info", "up", "failing", "success", "last_run",
-                 "failures", "durations", "tls", "kinds", "index", "slots")
+                 "failures", "durations", "tls", "kinds", "index", "slots", "reasons", "since", "history")
 
     def __init__(self, target: Target, kinds: dict[str, Any]) -> None:
         self.target = target
@@ -65,6 +66,10 @@ class TargetState:
         self.kinds = kinds
         self.index = -1  # position in the core rows
         self.slots: dict[str, int] = {}  # position in each kind's rows
+        self.reasons: dict[str, str] = {}  # per failing kind, the reason of its last cycle
+        self.since: float | None = None  # when `up` last changed (Unix time)
+        # The last state changes, newest last: (time, up, failing probes as "kind:reason").
+        self.history: deque[tuple[float, int, tuple[str, ...]]] = deque(maxlen=HISTORY)
 
     def carry(self, old: TargetState) -> None:
         """Keep the counters of the same target before a reload changed it (of the probes it still has)."""
@@ -74,20 +79,29 @@ class TargetState:
         self.failures = Counter({kr: n for kr, n in old.failures.items() if kr[0] in probes})
         self.durations = {k: v for k, v in old.durations.items() if k in probes}
         self.tls = {k: v for k, v in old.tls.items() if k in probes}
+        self.reasons = {k: v for k, v in old.reasons.items() if k in probes}
+        self.since, self.history = old.since, old.history
         if self.success:
             self.up = int(all(self.success.values()))
             self.failing = 0 if self.up else old.failing
 
-    def observe(self, kind: str, result: ProbeResult) -> None:
-        """The core's part of recording a result: up, failures, durations and TLS."""
+    def observe(self, kind: str, result: ProbeResult, now: float) -> None:
+        """The core's part of recording a result: up, failures, state history, durations and TLS."""
         self.success[kind] = ok = int(result.ok)
+        was = self.up
         if ok:
+            self.reasons.pop(kind, None)
             if self.up != 1 and all(self.success.values()):
                 self.up, self.failing = 1, 0
         else:
-            self.failures[(kind, result.reason or "unknown")] += 1
+            reason = result.reason or "unknown"
+            self.failures[(kind, reason)] += 1
+            self.reasons[kind] = reason
             self.up = 0
             self.failing += 1
+        if self.up != was:
+            self.since = now
+            self.history.append((now, self.up, tuple(f"{k}:{r}" for k, r in self.reasons.items())))
         probe = b'%s,probe="%s"' % (self.key, kind.encode())
         lines = [b'lifeline_probe_duration_seconds{%s,phase="total"} %s\n' % (probe, fmt(result.duration).encode())]
         lines += [b'lifeline_probe_duration_seconds{%s,phase="%s"} %s\n' % (probe, name.encode(), fmt(seconds).encode())
@@ -181,8 +195,8 @@ class MetricsStore:
 
     def record(self, state: TargetState, kind: str, result: ProbeResult, lag: float) -> None:
         """Fold one result into its target's state and re-format that target's lines."""
-        state.last_run[kind] = self._clock()
-        state.observe(kind, result)
+        state.last_run[kind] = now = self._clock()
+        state.observe(kind, result, now)
         owner = self.kinds[kind]
         kstate = state.kinds[kind]
         owner.record(kstate, result)

@@ -178,3 +178,10 @@ class ProbeKind(ABC):
 
     def render_tiers(self, tiers: Sequence[Tier], out: list[str]) -> None:
         """Append per-tier families of this kind (its thresholds) as text lines."""
+
+    def degraded(self, state: Any, tier: Tier) -> str | None:
+        """Why a target that answers is nonetheless degraded (e.g. loss over the tier's threshold), or None.
+
+        Read by the status page from the HTTP thread: keep it a cheap look at the state.
+        """
+        return None

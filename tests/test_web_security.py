@@ -58,7 +58,7 @@ def _https(port, cafile, method, path, user=None, password=None):
     return resp.status, resp.headers, body
 
 
-ENDPOINTS = [("GET", "/metrics"), ("GET", "/"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
+ENDPOINTS = [("GET", "/metrics"), ("GET", "/"), ("GET", "/status.json"), ("GET", "/-/healthy"), ("GET", "/-/ready"),
              ("POST", "/-/reload"), ("GET", "/-/reload")]
 
 

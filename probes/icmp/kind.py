@@ -120,6 +120,18 @@ class IcmpKind(ProbeKind):
     def fragments(self, state: metrics.IcmpState, key: bytes) -> Sequence[bytes]:
         return metrics.fragments(state, key)
 
+    def degraded(self, state: metrics.IcmpState, tier: Tier) -> str | None:
+        figures = metrics.window_figures(state)
+        part = tier.parts.get("icmp")
+        if figures is None or part is None:
+            return None
+        loss, rtt = figures
+        if loss > part.loss_warn:
+            return f"loss {loss:.0%} > {part.loss_warn:.0%}"
+        if rtt is not None and rtt > part.rtt_warn:
+            return f"RTT {rtt * 1000:.1f} ms > {part.rtt_warn * 1000:.0f} ms"
+        return None
+
     def render_tiers(self, tiers: Sequence[Tier], out: list[str]) -> None:
         for attr, family in TIER_FAMILIES:
             family.lines(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from common.textfmt import Family, Histogram, fmt, histogram_template
@@ -24,12 +25,30 @@ FAMILIES = (
 )
 
 
+WINDOW = 12  # cycles the status page's loss and RTT look back over (1 min of P0)
+
+
 @dataclass(slots=True)
 class IcmpState:
     requests: int = 0
     responses: int = 0
     rtt: Histogram = field(default_factory=lambda: Histogram(RTT_BUCKETS))
     last: IcmpResult | None = None
+    # (requests, responses, RTT sum, RTT count) after each of the last cycles: loss and mean RTT
+    # over a window, as the alert rules see them over 5m, rather than one noisy 5-echo cycle.
+    window: deque[tuple[int, int, float, int]] = field(default_factory=lambda: deque(maxlen=WINDOW + 1))
+
+
+def window_figures(state: IcmpState) -> tuple[float, float | None] | None:
+    """(loss ratio, mean RTT or None) over the window, or None before two cycles."""
+    window = state.window
+    if len(window) < 2:
+        return None
+    (req0, resp0, sum0, n0), (req1, resp1, sum1, n1) = window[0], window[-1]
+    sent = req1 - req0
+    if sent <= 0:
+        return None
+    return 1.0 - (resp1 - resp0) / sent, ((sum1 - sum0) / (n1 - n0) if n1 > n0 else None)
 
 
 def record(state: IcmpState, result: ProbeResult) -> None:
@@ -41,6 +60,7 @@ def record(state: IcmpState, result: ProbeResult) -> None:
     for rtt in result.rtts:
         observe(rtt)
     state.last = result
+    state.window.append((state.requests, state.responses, state.rtt.total, state.rtt.count))
 
 
 def fragments(state: IcmpState, key: bytes) -> list[bytes]:

@@ -1,0 +1,121 @@
+"""What the status page and /status.json show: every target's state, per-tier counts, the agent's health.
+
+Built from the metrics store on the HTTP thread (a read of plain attributes the
+event loop writes; a half-updated target shows its previous or next state,
+never a broken one), at most every ``min_age`` seconds, and cached as JSON
+bytes, like /metrics: a wall of screens refreshing every few seconds costs one
+build per interval.
+
+Schema (documented in README, "Status page"):
+``{"generated_at", "data_as_of", "agent": {...}, "tiers": [...], "sites": [...], "targets": [...]}``;
+a target is ``{"target", "tier", "site", "category", "address", "state": "up"|"down"|"degraded"|"unknown",
+"since", "failing": [{"probe", "reason"}], "degraded": str|null, "labels": {...}, "history": [...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from agent.exposition import AgentStatus
+from agent.store import MetricsStore
+from probes.base import ProbeKind
+
+STATE_ORDER = {"down": 0, "degraded": 1, "unknown": 2, "up": 3}
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+class StatusBoard:
+    """Builds and caches the status snapshot."""
+
+    def __init__(self, store: MetricsStore, kinds: Mapping[str, ProbeKind], status: AgentStatus,
+                 min_age: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.kinds, self.status = store, kinds, status
+        self.min_age = min_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._built_at = float("-inf")
+        self._body = b""
+        self._skipped_seen: tuple[float, int] = (0.0, 0)  # (when, total) to tell new skips from old
+
+    def json(self) -> bytes:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._built_at >= self.min_age:
+                self._body = json.dumps(self.snapshot(), ensure_ascii=False, separators=(",", ":")).encode()
+                self._built_at = now
+            return self._body
+
+    def invalidate(self) -> None:
+        self._built_at = float("-inf")
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self._clock()
+        store = self.store
+        tiers = dict(store.tiers)
+        targets = [self._target(state, tiers) for state in list(store.targets.values())]
+        targets.sort(key=lambda t: (STATE_ORDER[t["state"]], t["priority"], t["since"] or "~", t["target"]))
+        counts: dict[str, dict[str, int]] = {name: dict.fromkeys(STATE_ORDER, 0) for name in tiers}
+        sites: dict[str, dict[str, dict[str, int]]] = {}
+        last_run = 0.0
+        for t in targets:
+            counts.setdefault(t["tier"], dict.fromkeys(STATE_ORDER, 0))[t["state"]] += 1
+            site = sites.setdefault(t["site"], {})
+            site.setdefault(t["tier"], dict.fromkeys(STATE_ORDER, 0))[t["state"]] += 1
+            last_run = max(last_run, t.pop("_last_run"))
+        ordered = sorted(tiers.values(), key=lambda tier: (tier.priority, tier.name))
+        return {
+            "generated_at": _iso(now),
+            "data_as_of": _iso(last_run or None),  # the newest result: a frozen agent shows an old time
+            "agent": self._agent(now, last_run),
+            "tiers": [{"tier": tier.name, "priority": tier.priority, "severity": tier.severity,
+                       "targets": sum(counts[tier.name].values()), **counts[tier.name]} for tier in ordered],
+            "sites": [{"site": name, "tiers": by_tier} for name, by_tier in sorted(sites.items())],
+            "targets": [{k: v for k, v in t.items() if k != "priority"} for t in targets],
+        }
+
+    def _target(self, state: Any, tiers: Mapping[str, Any]) -> dict[str, Any]:
+        target = state.target
+        tier = tiers.get(target.tier)
+        degraded = None
+        if state.up == 1 and tier is not None:
+            degraded = next((why for kind, kstate in list(state.kinds.items())
+                             if (why := self.kinds[kind].degraded(kstate, tier))), None)
+        status = "unknown" if state.up is None else "down" if state.up == 0 else "degraded" if degraded else "up"
+        return {
+            "target": target.name, "tier": target.tier, "priority": tier.priority if tier else 99,
+            "site": target.site, "category": target.category, "address": target.address,
+            "probes": list(target.probes), "state": status, "since": _iso(state.since),
+            "failing": [{"probe": k, "reason": r} for k, r in list(state.reasons.items())],
+            "degraded": degraded, "labels": dict(target.labels),
+            "history": [{"at": _iso(at), "state": "up" if up else "down",
+                         "failing": [dict(zip(("probe", "reason"), f.split(":", 1))) for f in failing]}
+                        for at, up, failing in list(state.history)],
+            "_last_run": max(state.last_run.values(), default=0.0),
+        }
+
+    def _agent(self, now: float, last_run: float) -> dict[str, Any]:
+        st = self.status
+        sched = st.scheduler_stats() if st.scheduler_stats else {}
+        skipped = sum(sched.get("skipped", {}).values())
+        seen_at, seen = self._skipped_seen
+        if now - seen_at > 60:  # compare with about a minute ago: old skips are history
+            self._skipped_seen = (now, skipped)
+        problems = []
+        if not st.reload_ok:
+            problems.append("the last configuration reload failed; the previous configuration is running")
+        if skipped > seen:
+            problems.append(f"{skipped - seen} probe cycles skipped recently: the agent is overloaded")
+        if sched.get("queued", 0) > 0:
+            problems.append(f"{sched['queued']} probe cycles waiting for a free slot")
+        if last_run and now - last_run > 120:
+            problems.append(f"no probe result for {now - last_run:.0f}s: the data below is stale")
+        return {"version": st.version, "healthy": not problems, "problems": problems,
+                "config_reload_ok": st.reload_ok, "targets": len(self.store.targets)}
