@@ -13,6 +13,7 @@ import structlog
 
 from agent import config as config_mod
 from agent import webconfig
+from agent.inventory.render import ConfigPage
 from agent.exposition import AgentStatus, Exposition, Renderer
 from agent.reload import Plan, Reloader
 from agent.scheduler import Scheduler
@@ -141,7 +142,8 @@ class Agent:
         self._apply(self.config)
         routes = Routes(metrics=self.exposition.get, ready=lambda: self._ready,
                         reload=self._reload_from_thread, version=self.status.version,
-                        status_json=self.board.json, status_page=lambda: status_page(self.board.json()))
+                        status_json=self.board.json, status_page=lambda: status_page(self.board.json(True)),
+                        config=ConfigPage(lambda: self.config, {"index": self.shard.index, "count": self.shard.count}))
         self.server = HttpServer(self.listen, routes, web=self.web)
         self.server.start()
         host, port = self.server.address

@@ -29,8 +29,9 @@ class Routes:
     ready: Callable[[], bool]
     reload: Callable[[], tuple[bool, str]]
     version: str = ""
-    status_json: Callable[[], bytes] = lambda: b"{}"
+    status_json: Callable[[bool], bytes] = lambda problems_only: b"{}"
     status_page: Callable[[], bytes] = lambda: b""
+    config: Callable[[], bytes] = lambda: b'{"status":"success","data":{"yaml":""}}'  # /api/v1/status/config
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,7 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/":
             self._send(200, routes.status_page(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
         elif path == "/status.json":
-            self._send(200, routes.status_json(), "application/json", {"Cache-Control": "no-store"})
+            problems_only = "only=problems" in self.path.partition("?")[2]
+            self._send(200, routes.status_json(problems_only), "application/json", {"Cache-Control": "no-store"})
+        elif path == "/api/v1/status/config":  # Prometheus's path; secrets redacted (agent/inventory/render.py)
+            self._send(200, routes.config(), "application/json", {"Cache-Control": "no-store"})
         elif path == "/-/reload":
             self._send(405, b"Use POST to reload\n", headers={"Allow": "POST"})
         else:
