@@ -1,4 +1,4 @@
-"""The ``lifeline`` command: run, check and demo.
+"""The ``lifeline`` command: run, check, demo, report, import, export and diff.
 
 Flags follow the Prometheus exporter convention (``--config.file``,
 ``--web.listen-address``, ``--log.level``, ``--log.format``). Bad input never
@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 from agent import config as config_mod
 from agent import logs
-from common.errors import ConfigInvalid, ProbeUnavailable
+from agent.inventory import commands as inventory_commands
+from agent.report import command as report_command
 from agent.shard import Shard
+from common.errors import ConfigInvalid, ProbeUnavailable
 from common.validate import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:9123"
@@ -47,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
     _log_flags(demo)
+    report_command.add_parser(sub)
+    inventory_commands.add_parsers(sub)  # import, export, diff
     return parser
 
 
@@ -120,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return check(args.files)
+    if args.command == "report":
+        return report_command.run(args)
+    if args.command in inventory_commands.COMMANDS:
+        return inventory_commands.run(args)
     if args.command in ("run", "demo"):
         logs.configure(args.log_level, args.log_format)
     if args.command == "run":
