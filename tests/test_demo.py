@@ -44,4 +44,5 @@ def test_demo_shows_every_state():
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
     assert f"http://127.0.0.1:{port}/metrics" in out
+    assert f"status:   http://127.0.0.1:{port}/" in out
     assert "lifeline-demo" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -335,6 +335,9 @@ def test_html_report_in_headless_chromium_prints_on_a4(prom, tmp_path):
     base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     dom = subprocess.run([*base, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=90).stdout
     assert "putuo-hospital" in dom and "97.902 %" in dom and "OUTAGES" in dom
+    # The charts, inline SVG with their figures as text: two sites' bars, two outages on the timeline.
+    assert dom.count('<svg id="chart-') == 2 and "98.776 %</text>" in dom
+    assert "putuo-hospital down 10:00-10:30" in dom and "putuo-school down 00:00-00:05" in dom
     for path in (shot, pdf):
         if os.path.exists(path):
             os.unlink(path)

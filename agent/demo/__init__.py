@@ -58,6 +58,7 @@ def run_demo(listen: str, duration: float = 0.0) -> int:
             agent = Agent(path, cfg, listen)
             print(f"\nLifeline demo: {len(cfg.targets)} targets in tiers "
                   f"{', '.join(sorted({t.tier for t in cfg.targets}))}.\n"
+                  f"  status:   http://{listen}/  (the status page)\n"
                   f"  metrics:  http://{listen}/metrics\n  config:   {path}\n"
                   + ("  lossy:    gov-cloud-uplink (30% drop)\n  dark:     hotline-12345-platform, "
                      "checkpoint-camera-018\n" if net else "")

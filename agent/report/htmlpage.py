@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from agent.report import charts
 from agent.report import formats as fmt
 from agent.report.collect import Report
 
@@ -33,6 +34,7 @@ td.time { white-space: nowrap; }
 .st-nodata { background: #fff3cd; font-style: italic; }
 thead { display: table-header-group; }
 tr { page-break-inside: avoid; break-inside: avoid; }
+svg { display: block; margin: 4pt 0 6pt; max-width: 190mm; }
 footer { margin-top: 14pt; font-size: 8.5pt; color: #333; }
 @media print { body { max-width: none; } * { -webkit-print-color-adjust: exact; print-color-adjust: exact; } }
 """
@@ -78,6 +80,7 @@ def to_html(report: Report) -> bytes:
     parts.append("</header>")
     if report.targets:
         parts += ["<h2>Sites (worst first)</h2>",
+                  charts.availability_by_site(report.sites),
                   _table("sites", ["Site", *fmt.GROUP_HEAD], fmt.group_rows(report.sites)),
                   "<h2>Tiers (worst first)</h2>",
                   _table("tiers", ["Tier", *fmt.GROUP_HEAD], fmt.group_rows(report.tiers)),
@@ -85,6 +88,7 @@ def to_html(report: Report) -> bytes:
                   _table("targets", fmt.TARGET_HEAD, fmt.target_rows(report))]
         rows = fmt.outage_rows(report)
         parts.append("<h2>Outages</h2>")
+        parts.append(charts.outage_timeline(report.targets, report.start, report.until, report.timezone))
         parts.append(_table("outages", fmt.OUTAGE_HEAD, rows) if rows else "<p>None.</p>")
     parts += ["<footer>", "<h2>Method</h2>", f'<p id="method">{escape(report.method)}</p>', "</footer>",
               "</body>", "</html>", ""]
