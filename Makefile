@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv bench bench-icmp bench-snmp soak clean
+.PHONY: demo test venv bench bench-icmp bench-snmp bench-services bench-status soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ test: venv
 	$(BIN)/pytest -q
 
 # Benchmarks and the soak (loopback only; as root). Not part of `make test`.
-bench: bench-icmp bench-snmp
+bench: bench-icmp bench-snmp bench-services bench-status
 
 bench-icmp: venv
 	scripts/install-system-deps test
@@ -32,6 +32,13 @@ bench-icmp: venv
 bench-snmp: venv
 	scripts/install-system-deps test
 	$(BIN)/python bench/bench_snmp.py --devices 1000 --rounds 3
+
+bench-services: venv
+	scripts/install-system-deps test
+	$(BIN)/python bench/bench_services.py
+
+bench-status: venv
+	$(BIN)/python bench/bench_status.py
 
 soak: venv
 	$(BIN)/python bench/soak.py --minutes 20 --targets 3000 --churn 400
