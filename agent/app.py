@@ -13,7 +13,9 @@ import structlog
 
 from agent import config as config_mod
 from agent import webconfig
+from agent.inventory.pull import Inventory
 from agent.inventory.render import ConfigPage
+from agent.maintenance.calendar import Calendar
 from agent.exposition import AgentStatus, Exposition, Renderer
 from agent.reload import Plan, Reloader
 from agent.scheduler import Scheduler
@@ -50,12 +52,16 @@ class Agent:
         self.status = AgentStatus(version=agent_version())
         self.store = MetricsStore(kinds)
         self.probes: dict[str, Probe] = {}
-        self.exposition = Exposition(Renderer(self.store, kinds, self.status, self.probes))
-        self.board = StatusBoard(self.store, kinds, self.status)
+        self.maintenance = Calendar()
+        self.exposition = Exposition(Renderer(self.store, kinds, self.status, self.probes, self.maintenance))
+        self.board = StatusBoard(self.store, kinds, self.status, maintenance=self.maintenance)
         self.scheduler = Scheduler(kinds, self.probes, self.store.record, config.scheduler.max_in_flight)
         self.status.scheduler_stats = self.scheduler.stats
+        # Lists fetched from http_sd sources join the files' targets on every load (inventory/pull.py).
+        self.inventory = Inventory(kinds, lambda: self.config, lambda build: self.reloader.replace(build))
+        self.status.extra_lines = self.inventory.lines
         self.reloader = Reloader(config_path, lambda: self.config, self._apply_new, self._reload_failed,
-                                 load=lambda path: config_mod.load(path, kinds))
+                                 load=lambda path: self.inventory.merge(config_mod.load(path, kinds)))
         self.listen = listen
         self.web = web
         self.web_path = web_path  # re-read on every reload, so passwords and certificates rotate without a restart
@@ -78,6 +84,7 @@ class Agent:
         plan = Plan.between(self._running, config)
         self.resolver.configure(config.dns)
         self.store.apply(plan)
+        self.maintenance.apply(config.maintenance, config.targets)  # this agent's targets only
         self.scheduler.apply(plan, self.store.targets)
         self._running = self.config = config
         self.status.config_digest = config.digest
@@ -85,6 +92,7 @@ class Agent:
         self.status.reload_success_time = time.time()
         self.exposition.invalidate()  # removed targets leave /metrics at once
         self.board.invalidate()
+        self.inventory.sync(config)
         return plan
 
     async def _apply_new(self, config: config_mod.Config) -> Plan:
@@ -139,7 +147,7 @@ class Agent:
         sys.setswitchinterval(0.0005)
         self._loop = asyncio.get_running_loop()
         await self._open_probes()
-        self._apply(self.config)
+        self._apply(self.inventory.restore(self.config))  # a restart in an inventory outage probes the cache
         routes = Routes(metrics=self.exposition.get, ready=lambda: self._ready,
                         reload=self._reload_from_thread, version=self.status.version,
                         status_json=self.board.json, status_page=lambda: status_page(self.board.json(True)),
@@ -175,5 +183,6 @@ class Agent:
             self.server.stop()
             for probe in self.probes.values():
                 await probe.close()
+            await self.inventory.close()
             self.reloader.close()
         return 0

@@ -1,4 +1,4 @@
-"""The ``lifeline`` command: run, check, demo, report, import, export and diff.
+"""The ``lifeline`` command: run, check, demo, report, maintenance, import, export and diff.
 
 Flags follow the Prometheus exporter convention (``--config.file``,
 ``--web.listen-address``, ``--log.level``, ``--log.format``). Bad input never
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from agent import config as config_mod
 from agent import logs
 from agent.inventory import commands as inventory_commands
+from agent.maintenance import command as maintenance_command
 from agent.report import command as report_command
 from agent.shard import Shard
 from common.errors import ConfigInvalid, ProbeUnavailable
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
     _log_flags(demo)
     report_command.add_parser(sub)
+    maintenance_command.add_parser(sub)
     inventory_commands.add_parsers(sub)  # import, export, diff
     return parser
 
@@ -126,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args.files)
     if args.command == "report":
         return report_command.run(args)
+    if args.command == "maintenance":
+        return maintenance_command.run(args)
     if args.command in inventory_commands.COMMANDS:
         return inventory_commands.run(args)
     if args.command in ("run", "demo"):

@@ -17,12 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.maintenance.model import Window, parse_windows
 from common.errors import ConfigInvalid
 from common.model import DnsSettings, Target, Tier
+from common.secrets import Secret, load_secret
 from common.validate import ConfigError, Validator
 from common.yamlsrc import Document, Path, SourceError, format_path, parse, read
 from probes.base import ProbeKind
 from probes.registry import KINDS
+from probes.tls import TlsOptions, parse_tls
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
 TIER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
@@ -70,6 +73,30 @@ class ReloadSettings:
     p0_drop_intended: bool = False
 
 
+# Group labels of a Prometheus service-discovery list that fill a target's own keys; any other label
+# without a "__" prefix becomes a target label ("__meta_*" and the rest of "__*" are ignored).
+SD_KEY_LABELS = ("tier", "category", "site", "probes", "name")
+HTTP_SD_KEYS = ("url", "refresh_interval", "timeout", "default_tier", "max_body_bytes", "basic_auth",
+                "bearer_token_env", "bearer_token_file", "tls")
+_UNSAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._:@/-]+")
+
+
+@dataclass(frozen=True)
+class HttpSdSource:
+    """One ``targets_http`` entry: a Prometheus http_sd URL the agent polls (agent/inventory/pull.py)."""
+
+    url: str
+    refresh_interval: float = 60.0
+    timeout: float = 10.0
+    default_tier: str | None = None  # for groups without a "tier" label; without it such a group is an error
+    max_body_bytes: int = 32 * 1024 * 1024
+    username: str | None = None
+    password: Secret | None = None
+    bearer_token: Secret | None = None
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    where: str = ""  # FILE:LINE of the entry
+
+
 @dataclass(frozen=True)
 class Config:
     tiers: dict[str, Tier]
@@ -80,6 +107,14 @@ class Config:
     files: tuple[str, ...] = ()
     include_patterns: tuple[str, ...] = ()  # absolute globs of targets_files, for the file watcher
     digest: str = ""  # sha256 over every file read, for the config info metric and no-op reloads
+    targets_http: tuple[HttpSdSource, ...] = ()
+    sd_cache_dir: str = ""  # absolute; where the last good list of each http_sd source is kept
+    # Filled by agent/inventory/pull.py when fetched lists join the file's targets: the lists in use
+    # (url -> body), the names they contributed, and the digest of the files alone.
+    sd_lists: tuple[tuple[str, bytes], ...] = ()
+    pulled: frozenset[str] = frozenset()
+    file_digest: str = ""
+    maintenance: tuple[Window, ...] = ()  # the `maintenance:` windows (agent/maintenance/)
 
 
 def load(path: str, kinds: Mapping[str, ProbeKind] = KINDS) -> Config:
@@ -177,6 +212,7 @@ class _Loader:
             return None
         profile_keys = {k.profiles_key: k for k in self.kinds.values() if k.profiles_key}
         top = v.mapping((), doc.data, ("tiers", "targets", "targets_files", "scheduler", "reload", "dns",
+                                       "targets_sd_files", "targets_http", "sd_cache_dir", "maintenance",
                                        *profile_keys))
         if top is None:
             self.errors.extend(v.errors)
@@ -189,13 +225,25 @@ class _Loader:
                     for key, kind in profile_keys.items() if key in top}
         targets = self._targets(v, top.get("targets"), ("targets",), tiers, profiles)
         includes, patterns = self._include(v, top.get("targets_files"), os.path.dirname(path))
+        sd_files, sd_patterns = self._include(v, top.get("targets_sd_files"), os.path.dirname(path),
+                                              "targets_sd_files")
+        http = self._http_sources(v, top.get("targets_http"), tiers)
+        cache_dir = self._cache_dir(v, top.get("sd_cache_dir"), path)
         self.errors.extend(v.errors)
         for extra in includes:
             targets.extend(self._targets_file(extra, tiers, profiles))
+        for extra in sd_files:
+            targets.extend(self._sd_file(extra, tiers, profiles))
         self._check_duplicates(targets)
+        # After every file, so a window can name any target; names may also come from targets_http lists.
+        vm = Validator(doc)
+        maintenance = parse_windows(vm, top.get("maintenance"), ("maintenance",), [t for t, _, _ in targets],
+                                    tiers, check_targets=not http)
+        self.errors.extend(vm.errors)
         return Config(tiers=tiers, targets=tuple(t for t, _, _ in targets), scheduler=scheduler,
-                      reload=reload, dns=dns, files=tuple(self.files), include_patterns=tuple(patterns),
-                      digest=self.digest.hexdigest())
+                      reload=reload, dns=dns, files=tuple(self.files),
+                      include_patterns=tuple(patterns + sd_patterns), digest=self.digest.hexdigest(),
+                      targets_http=http, sd_cache_dir=cache_dir, maintenance=maintenance)
 
     def _scheduler(self, v: Validator, raw: Any) -> SchedulerSettings:
         if raw is None:
@@ -228,20 +276,20 @@ class _Loader:
                 out[key] = seconds
         return DnsSettings(**out)
 
-    def _include(self, v: Validator, raw: Any, base: str) -> tuple[list[str], list[str]]:
+    def _include(self, v: Validator, raw: Any, base: str, key: str = "targets_files") -> tuple[list[str], list[str]]:
         if raw is None:
             return [], []
-        items = v.seq(("targets_files",), raw)
+        items = v.seq((key,), raw)
         files: list[str] = []
         patterns: list[str] = []
         for i, pattern in enumerate(items or []):
-            pattern = v.string(("targets_files", i), pattern)
+            pattern = v.string((key, i), pattern)
             if pattern:
                 full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
                 patterns.append(os.path.abspath(full))
                 matches = sorted(glob.glob(full))
                 if not matches and not glob.has_magic(pattern):
-                    v.error(("targets_files", i), f"file not found: {full}")
+                    v.error((key, i), f"file not found: {full}")
                 files.extend(matches)
         return files, patterns
 
@@ -258,6 +306,34 @@ class _Loader:
         targets = [] if data is None else self._targets(v, data, base, tiers, profiles)
         self.errors.extend(v.errors)
         return targets
+
+    def _sd_file(self, path: str, tiers: dict[str, Tier],
+                 profiles: dict[str, dict[str, Any]]) -> list[tuple[Target, str, str]]:
+        """A Prometheus file_sd file (JSON or YAML): a list of {targets, labels} groups."""
+        doc = self._document(path)
+        if doc is None:
+            return []
+        v = Validator(doc)
+        targets = sd_targets(v, doc.data, tiers, profiles, self.kinds)
+        self.errors.extend(v.errors)
+        return targets
+
+    def _http_sources(self, v: Validator, raw: Any, tiers: dict[str, Tier]) -> tuple[HttpSdSource, ...]:
+        out: list[HttpSdSource] = []
+        for i, item in enumerate((v.seq(("targets_http",), raw) if raw is not None else None) or []):
+            source = _parse_http_source(v, ("targets_http", i), item, tiers)
+            if source is not None:
+                if any(s.url == source.url for s in out):
+                    v.error(("targets_http", i, "url"), f"{source.url!r} is listed twice")
+                else:
+                    out.append(source)
+        return tuple(out)
+
+    def _cache_dir(self, v: Validator, raw: Any, path: str) -> str:
+        name = ".lifeline-sd-cache" if raw is None else v.string(("sd_cache_dir",), raw, max_len=4096)
+        if name is None:
+            return ""
+        return os.path.abspath(name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name))
 
     def _targets(self, v: Validator, raw: Any, path: Path, tiers: dict[str, Tier],
                  profiles: dict[str, dict[str, Any]]) -> list[tuple[Target, str, str]]:
@@ -352,3 +428,118 @@ def _parse_probe_list(v: Validator, path: Path, raw: Any, kinds: Mapping[str, Pr
         else:
             out.append(item)
     return tuple(out)
+
+
+def sd_targets(v: Validator, raw: Any, tiers: Mapping[str, Tier], profiles: Mapping[str, Any],
+               kinds: Mapping[str, ProbeKind], default_tier: str | None = None) -> list[tuple[Target, str, str]]:
+    """Targets of a Prometheus SD list (file_sd or http_sd): ``[{"targets": [...], "labels": {...}}]``.
+
+    Each address is one target; ``tier``, ``category``, ``site``, ``probes`` (comma-separated) and
+    ``name`` come from the group's labels, other labels without a ``__`` prefix become target labels.
+    """
+    if raw is None:
+        return []
+    out: list[tuple[Target, str, str]] = []
+    for i, group in enumerate(v.seq((), raw) or []):
+        f = v.mapping((i,), group, ("targets", "labels"), required=("targets",))
+        if f is None or "targets" not in f:
+            continue
+        before = len(v.errors)
+        addresses = v.seq((i, "targets"), f["targets"]) or []
+        labels = f.get("labels") or {}
+        if not isinstance(labels, dict):
+            v.error((i, "labels"), "must be a mapping of label name to value")
+            continue
+        for key, value in labels.items():
+            if not isinstance(value, str):
+                v.error((i, "labels", key), f"label values are strings (got {value!r})")
+        tier = labels.get("tier", default_tier)
+        if tier is None:
+            v.error((i, "labels"), "no 'tier' label, and the source has no default_tier")
+        elif tier not in tiers:
+            v.error((i, "labels", "tier"), f"unknown tier {tier!r}; defined tiers: {', '.join(sorted(tiers))}")
+        category = v.label_value((i, "labels", "category"), labels.get("category", "unspecified"))
+        site = v.label_value((i, "labels", "site"), labels.get("site", "unspecified"))
+        probe_text = labels.get("probes", "icmp")
+        probes = _parse_probe_list(v, (i, "labels", "probes"),
+                                   [p.strip() for p in str(probe_text).split(",") if p.strip()], kinds)
+        extra = {k: val for k, val in labels.items() if not str(k).startswith("__") and k not in SD_KEY_LABELS}
+        display = labels.get("name")
+        label_items = _parse_labels(v, (i, "labels"), extra)
+        if len(v.errors) != before:
+            continue
+        for j, raw_address in enumerate(addresses):
+            tpath = (i, "targets", j)
+            mark = len(v.errors)
+            address = v.address(tpath, raw_address)
+            if address is None:
+                continue
+            name = _sd_name(display if isinstance(display, str) else None, site, address, len(addresses))
+            name = v.string(tpath, name, pattern=NAME_RE, max_len=128, what="cannot make a target name")
+            own = label_items
+            if isinstance(display, str) and display != name and "display_name" not in extra:
+                own = tuple(sorted((*label_items, ("display_name", display))))
+            settings = []
+            for kind in kinds.values():
+                if kind.settings_key and kind.name in probes:
+                    parsed = kind.parse_settings(v, None, tpath, profiles.get(kind.name, {}), tiers[tier], address)
+                    if parsed is not None:
+                        settings.append((kind.name, parsed))
+            if len(v.errors) == mark and name is not None:
+                out.append((Target(name=name, address=address, tier=tier, category=category, site=site,
+                                   labels=own, probes=probes, settings=tuple(settings), source=v.where(tpath)),
+                            v.where(tpath), format_path(tpath)))
+    return out
+
+
+def _sd_name(name: str | None, site: str | None, address: str, count: int) -> str:
+    """``name`` for a one-target group, else ``<name or site>-<address>``, made safe for a target name."""
+    if name and count == 1:
+        text = name
+    else:
+        prefix = name or (site if site and site != "unspecified" else "")
+        text = f"{prefix}-{address}" if prefix else address
+    return _UNSAFE_NAME_RE.sub("-", text).strip("-._:@/")[:128] or address
+
+
+def _parse_http_source(v: Validator, path: Path, raw: Any, tiers: Mapping[str, Tier]) -> HttpSdSource | None:
+    f = v.mapping(path, raw, HTTP_SD_KEYS, required=("url",))
+    if f is None or "url" not in f:
+        return None
+    before = len(v.errors)
+    url = v.string(path + ("url",), f["url"], pattern=re.compile(r"https?://[^/@\s]+(/\S*)?"), max_len=2048,
+                   what="an http:// or https:// URL, without user:password@ (use basic_auth)")
+    out: dict[str, Any] = {}
+    for key, lo in (("refresh_interval", 0.1), ("timeout", 0.01)):
+        if key in f:
+            out[key] = v.duration(path + (key,), f[key], lo=lo)
+    if "default_tier" in f:
+        tier = f["default_tier"]
+        if not isinstance(tier, str) or tier not in tiers:
+            v.error(path + ("default_tier",), f"unknown tier {tier!r}; defined tiers: {', '.join(sorted(tiers))}")
+        out["default_tier"] = tier
+    if "max_body_bytes" in f:
+        out["max_body_bytes"] = v.integer(path + ("max_body_bytes",), f["max_body_bytes"], lo=1, hi=1 << 30)
+    if "basic_auth" in f:
+        auth = v.mapping(path + ("basic_auth",), f["basic_auth"], ("username", "password_env", "password_file"),
+                         required=("username",))
+        if auth is not None:
+            out["username"] = v.string(path + ("basic_auth", "username"), auth.get("username"))
+            keys = [k for k in ("password_env", "password_file") if k in auth]
+            if len(keys) != 1:
+                v.error(path + ("basic_auth",), "needs exactly one of password_env, password_file")
+            else:
+                out["password"] = load_secret(v, path + ("basic_auth", keys[0]), keys[0], auth[keys[0]])
+    tokens = [k for k in ("bearer_token_env", "bearer_token_file") if k in f]
+    if len(tokens) > 1 or (tokens and "basic_auth" in f):
+        v.error(path, "use one of basic_auth, bearer_token_env, bearer_token_file")
+    elif tokens:
+        out["bearer_token"] = load_secret(v, path + (tokens[0],), tokens[0], f[tokens[0]])
+    if "tls" in f:
+        out["tls"] = parse_tls(v, path + ("tls",), f["tls"])
+    if out.get("timeout") is None and out.get("refresh_interval"):
+        out["timeout"] = min(HttpSdSource.timeout, out["refresh_interval"])  # a fetch ends before the next
+    source = HttpSdSource(url=url or "", where=v.where(path), **{k: x for k, x in out.items() if x is not None})
+    if len(v.errors) == before and source.timeout > source.refresh_interval:
+        v.error(path + ("timeout",), "must not be longer than refresh_interval")
+    return source if len(v.errors) == before else None

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from agent import pgzip
+from agent.maintenance.calendar import Calendar
 from agent.store import CORE_FAMILIES, MetricsStore
 from common.textfmt import Family, escape, fmt
 from probes.base import Probe, ProbeKind
@@ -43,15 +44,17 @@ class AgentStatus:
     reload_success_time: float = 0.0
     scheduler_stats: Callable[[], dict[str, Any]] | None = None
     tasks: int = 0  # asyncio tasks, sampled on the loop (all_tasks() is not safe from this thread)
+    extra_lines: Callable[[list[str]], None] | None = None  # e.g. the http_sd sources' series
 
 
 class Renderer:
     """The exposition text of a store, in pieces."""
 
     def __init__(self, store: MetricsStore, kinds: Mapping[str, ProbeKind], status: AgentStatus,
-                 probes: Mapping[str, Probe] | None = None) -> None:
+                 probes: Mapping[str, Probe] | None = None, maintenance: Calendar | None = None) -> None:
         self.store, self.kinds, self.status = store, kinds, status
         self.probes = probes if probes is not None else {}  # filled as the agent opens them
+        self.maintenance = maintenance  # windows active by the wall clock at render time
 
     def chunks(self) -> Iterator[bytes]:
         """Pieces of a few MB at most, joined in C from the per-family rows.
@@ -65,6 +68,8 @@ class Renderer:
         for name, rows in list(store.kind_rows.items()):
             if rows and rows[0]:  # some target uses the kind
                 yield from _rows(tuple(f.header for f in self.kinds[name].families), rows)
+        if self.maintenance is not None:
+            yield self.maintenance.render()
         out: list[str] = []
         self._tiers(out)
         self._self(out)
@@ -108,6 +113,8 @@ class Renderer:
         out.append(f"lifeline_asyncio_tasks {st.tasks}")
         for probe in list(self.probes.values()):
             out.extend(probe.collect())
+        if st.extra_lines is not None:
+            st.extra_lines(out)
         Family("lifeline_build_info", "gauge", "Build information; value is always 1.").lines(out)
         out.append(f'lifeline_build_info{{version="{escape(st.version)}",'
                    f'python_version="{platform.python_version()}"}} 1')

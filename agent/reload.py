@@ -19,6 +19,7 @@ import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -35,6 +36,9 @@ log = structlog.get_logger("lifeline.reload")
 class Outcome:
     ok: bool
     message: str
+    status: str = ""  # applied, unchanged, invalid or refused
+    plan: Plan | None = None
+    errors: tuple[Any, ...] = ()  # ConfigError of an invalid configuration
 
 
 @dataclass(frozen=True)
@@ -126,30 +130,45 @@ class Reloader:
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config")
 
     async def reload(self, trigger: str) -> Outcome:
+        outcome = await self.replace(lambda: self._load(self.path))
+        if outcome.status == "invalid":
+            self._failed()
+            for err in outcome.errors:
+                log.error("config_error", file=err.file, line=err.line, path=err.path, message=err.message)
+            log.error("reload_failed", trigger=trigger, errors=len(outcome.errors))
+        elif outcome.status == "unchanged":
+            log.info("reload_unchanged", trigger=trigger)
+        elif outcome.status == "refused":
+            self._failed()
+            log.error("reload_refused", trigger=trigger, reason=outcome.message)
+        elif outcome.plan is not None:
+            plan = outcome.plan
+            log.info("reload_applied", trigger=trigger, added=len(plan.jobs_added), removed=len(plan.jobs_removed),
+                     kept=len(plan.jobs_kept), targets=len(plan.new.targets))
+        return outcome
+
+    async def replace(self, build: Callable[[], config_mod.Config]) -> Outcome:
+        """Build a configuration off the loop and apply it unless invalid, unchanged or refused by the guard.
+
+        ``build`` runs under the reload lock, so it sees the configuration that is running
+        (a file reload and a fetched inventory list never undo each other).
+        """
         async with self._lock:
             loop = asyncio.get_running_loop()
             try:
-                new = await loop.run_in_executor(self._parser, self._load, self.path)
+                new = await loop.run_in_executor(self._parser, build)
             except ConfigInvalid as exc:
-                self._failed()
-                for err in exc.errors:
-                    log.error("config_error", file=err.file, line=err.line, path=err.path, message=err.message)
-                log.error("reload_failed", trigger=trigger, errors=len(exc.errors))
-                return Outcome(False, f"reload failed, old configuration kept:\n{exc}")
+                return Outcome(False, f"reload failed, old configuration kept:\n{exc}", "invalid",
+                               errors=tuple(exc.errors))
             old = self._current()
             if new.digest == old.digest:
-                log.info("reload_unchanged", trigger=trigger)
-                return Outcome(True, "configuration unchanged")
+                return Outcome(True, "configuration unchanged", "unchanged")
             refusal = guard(old, new)
             if refusal:
-                self._failed()
-                log.error("reload_refused", trigger=trigger, reason=refusal)
-                return Outcome(False, refusal)
+                return Outcome(False, refusal, "refused")
             plan = await self._apply(new)
             added, removed, kept = len(plan.jobs_added), len(plan.jobs_removed), len(plan.jobs_kept)
-            log.info("reload_applied", trigger=trigger, added=added, removed=removed, kept=kept,
-                     targets=len(new.targets))
-            return Outcome(True, f"reloaded: {added} jobs added, {removed} removed, {kept} kept")
+            return Outcome(True, f"reloaded: {added} jobs added, {removed} removed, {kept} kept", "applied", plan)
 
     def _signature(self) -> tuple[tuple[str, int, int], ...]:
         cfg = self._current()

@@ -123,8 +123,9 @@ targets:
   - {<<: *hospital, name: b, address: 127.0.0.2, site: dinghai}
 """)
     # 'defaults' is not a known key: anchors must live inside known keys or a targets file.
-    assert _errors(path) == [f"{path}:2: defaults: unknown key; allowed: dns, reload, scheduler, snmp_profiles, "
-                             "targets, targets_files, tiers"]
+    assert _errors(path) == [f"{path}:2: defaults: unknown key; allowed: dns, maintenance, reload, scheduler, "
+                             "sd_cache_dir, snmp_profiles, targets, targets_files, targets_http, targets_sd_files, "
+                             "tiers"]
     path = _write(tmp_path, """
 targets:
   - &h {name: a, address: 127.0.0.1, tier: P0, category: hospital, site: putuo}

@@ -9,7 +9,8 @@ build per interval.
 Schema (documented in README, "Status page"):
 ``{"generated_at", "data_as_of", "agent": {...}, "tiers": [...], "sites": [...], "targets": [...]}``;
 a target is ``{"target", "tier", "site", "category", "address", "state": "up"|"down"|"degraded"|"unknown",
-"since", "failing": [{"probe", "reason"}], "degraded": str|null, "labels": {...}, "history": [...]}``.
+"since", "failing": [{"probe", "reason"}], "degraded": str|null, "maintenance": str|null (the active
+maintenance window covering it; the state stays what the probes say), "labels": {...}, "history": [...]}``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agent.exposition import AgentStatus
+from agent.maintenance.calendar import Calendar
 from agent.store import MetricsStore
 from probes.base import ProbeKind
 
@@ -42,8 +44,10 @@ class StatusBoard:
     """
 
     def __init__(self, store: MetricsStore, kinds: Mapping[str, ProbeKind], status: AgentStatus,
-                 min_age: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+                 min_age: float = 2.0, clock: Callable[[], float] = time.time,
+                 maintenance: Calendar | None = None) -> None:
         self.store, self.kinds, self.status = store, kinds, status
+        self.maintenance = maintenance
         self.min_age = min_age
         self._clock = clock
         self._lock = threading.Lock()
@@ -76,6 +80,7 @@ class StatusBoard:
         rows: list[tuple[tuple[Any, ...], bytes]] = []
         cache, fresh = self._rows, {}
         last_run = 0.0
+        notes = self.maintenance.notes(now) if self.maintenance is not None else {}
         for state in list(store.targets.values()):
             target = state.target
             tier = tiers.get(target.tier)
@@ -89,9 +94,10 @@ class StatusBoard:
                 last_run = max(last_run, max(state.last_run.values()))
             counts.setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
             sites.setdefault(target.site, {}).setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
-            key = (target, status, state.since, len(state.history), tuple(state.reasons.items()), degraded)
+            note = notes.get(target.name)
+            key = (target, status, state.since, len(state.history), tuple(state.reasons.items()), degraded, note)
             hit = cache.get(target.name)
-            row = hit[1] if hit is not None and hit[0] == key else self._row(state, status, degraded)
+            row = hit[1] if hit is not None and hit[0] == key else self._row(state, status, degraded, note)
             fresh[target.name] = (key, row)
             if problems_only and status == "up":
                 continue
@@ -112,13 +118,13 @@ class StatusBoard:
         text = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode()
         return text[:-len(b"null}")] + b"[" + b",".join(r for _, r in rows) + b"]}"
 
-    def _row(self, state: Any, status: str, degraded: str | None) -> bytes:
+    def _row(self, state: Any, status: str, degraded: str | None, maintenance: str | None = None) -> bytes:
         target = state.target
         return json.dumps({
             "target": target.name, "tier": target.tier, "site": target.site, "category": target.category,
             "address": target.address, "probes": list(target.probes), "state": status, "since": _iso(state.since),
             "failing": [{"probe": k, "reason": r} for k, r in list(state.reasons.items())],
-            "degraded": degraded, "labels": dict(target.labels),
+            "degraded": degraded, "maintenance": maintenance, "labels": dict(target.labels),
             "history": [{"at": _iso(at), "state": "up" if up else "down",
                          "failing": [dict(zip(("probe", "reason"), f.split(":", 1))) for f in failing]}
                         for at, up, failing in list(state.history)],

@@ -1,0 +1,7 @@
+"""Maintenance windows: planned work during which a target's alerts are suppressed, not its probing.
+
+``model`` parses the ``maintenance:`` section (one-off and recurring windows and
+their scope), ``recurrence`` turns cron and RFC 5545 RRULE schedules into wall-clock
+starts, ``calendar`` works out at render time which windows are active and exports
+``lifeline_target_maintenance``, ``command`` is ``lifeline maintenance``.
+"""
