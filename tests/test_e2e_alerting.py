@@ -30,11 +30,11 @@ from datetime import datetime
 
 import pytest
 
+from agent.devstack import Alertmanager, Prometheus, WebhookReceiver, alertmanager_config
 from tests.httpd import Pki
 from tests.testnet import TestNet, available
 from tests import grafana_model as gm
 from tests.helpers import AgentProcess, require_root, require_tool, wait_for
-from tests.promstack import Alertmanager, Prometheus, WebhookReceiver, alertmanager_config
 from tests.snmp.agents import Snmpsim
 from tests.snmp.conftest import SIM_COMMUNITY, sim_records
 

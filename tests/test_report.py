@@ -27,9 +27,9 @@ from html.parser import HTMLParser
 import pytest
 
 from agent.cli import main
+from agent.devstack import HOST, Prometheus
 from agent.report import promapi
 from tests.helpers import free_port, require_tool, wait_for
-from tests.promstack import HOST, Prometheus
 
 STEP = 15
 

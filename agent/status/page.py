@@ -12,6 +12,7 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Lifeline status</title>
+<link rel="icon" href="data:,">
 <style>
 :root { --bg:#0f1419; --panel:#1a2129; --text:#e6e9ec; --muted:#9aa5b1; --down:#d93636; --deg:#e08a00;
         --up:#2f9e44; --unk:#6b7785; }

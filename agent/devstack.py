@@ -1,11 +1,17 @@
-"""Real Prometheus and Alertmanager (Debian packages) plus a webhook receiver, on loopback.
+"""Prometheus, Alertmanager and a webhook receiver on loopback: the local stack and the tests' stack.
 
-Each component runs from a temporary directory on a free 127.0.0.1 port and is
-stopped by its owner. The configs are the shipped ones (rules/lifeline.rules.yml,
-deploy/alertmanager.yml) with only what a local run must change: receivers'
-webhooks point at our receiver, e-mail is dropped (no SMTP here), and optional
-shorter scrape/evaluation intervals. Used by the e2e test and by scripts/stack,
-so what the stack runs is what the test proves.
+``scripts/stack`` runs them for a person to look at; the integration tests
+(tests/test_e2e_alerting.py, tests/test_report*.py) run the same classes, so
+what the stack shows is what the tests prove. Nothing here is used by
+``lifeline run``.
+
+Each component runs the Debian package's binary (``prometheus``,
+``prometheus-alertmanager``) from a temporary directory on a 127.0.0.1 port
+and is stopped by its owner. The configs are the shipped ones
+(rules/lifeline.rules.yml, deploy/alertmanager.yml, read from the source tree)
+with only what a local run must change: receivers' webhooks point at our
+receiver, e-mail is dropped (no SMTP here), and optional shorter
+scrape/evaluation intervals.
 """
 
 from __future__ import annotations
@@ -13,23 +19,72 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from tests.helpers import ROOT, free_port, require_tool, stop_process, wait_for
-
+T = TypeVar("T")
+# The source tree: rules/ and deploy/ are not in the installed package.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(ROOT, "rules", "lifeline.rules.yml")
 ALERTMANAGER_CONFIG = os.path.join(ROOT, "deploy", "alertmanager.yml")
 HOST = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A component is missing, did not start or did not answer."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy; StackError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except StackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last problem
+            last = exc
+        time.sleep(interval)
+    raise StackError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+
+
+def require_tool(tool: str, package: str) -> str:
+    """Path of ``tool``, or StackError with the install hint."""
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
+    if path is None:
+        raise StackError(f"{tool} not found: apt-get install -y {package}")
+    return path
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Terminate ``proc`` and wait; kill it if it has not gone within ``timeout`` seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ---------------------------------------------------------------- webhook receiver
@@ -111,11 +166,15 @@ class _Process:
     def _start(self, args: list[str]) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
-        wait_for(self._ready, 30, f"{self.name} on {self.url} (log {self.log_path})", interval=0.1)
+        try:
+            wait_for(self._ready, 30, f"{self.name} on {self.url} (log {self.log_path})", interval=0.1)
+        except BaseException:
+            self.stop()  # never leave a half-started component behind
+            raise
 
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            raise StackError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
         return get(f"{self.url}/-/ready", timeout=1)[0] == 200
 
     def log(self) -> str:
@@ -211,7 +270,7 @@ class Prometheus(_Process):
         status, body = get(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}), timeout=10)
         data = json.loads(body)
         if status != 200 or data.get("status") != "success":
-            raise AssertionError(f"query {expr!r} failed: {data.get('error', body[:200])}")
+            raise StackError(f"query {expr!r} failed: {data.get('error', body[:200])}")
         result = data["data"]["result"]
         return result if data["data"]["resultType"] == "vector" else [{"value": result}]
 
