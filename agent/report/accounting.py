@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-UP, DOWN = 1, 0  # a step's state; None is no data
+UP, DOWN, MAINTENANCE = 1, 0, 2  # a step's state; None is no data
 
 METHOD = (
     "Availability = up time / (up time + down time). The range is cut into {step} steps; a step is "
@@ -21,9 +21,10 @@ METHOD = (
     "probes are those whose lifeline_probe_success was 0 during it and its reasons the "
     "lifeline_probe_failures_total series that increased. An outage that crosses the start or end "
     "of the range is cut at it and marked. Site, tier and overall figures are time-weighted: the "
-    "sum of their targets' up time over the sum of their up and down time. Maintenance and "
-    "isolated time are 0 in this version: planned maintenance windows are not recorded yet and "
-    "will fill these columns when they are."
+    "sum of their targets' up time over the sum of their up and down time. A step in which "
+    "lifeline_target_maintenance was 1 (a maintenance window of the agent's configuration covered "
+    "the target) counts as maintenance, whatever the probes saw: neither up nor down, and it ends "
+    "an outage. Isolated time is 0 in this version (probe-site isolation is not recorded yet)."
 )
 
 
@@ -141,6 +142,8 @@ def account(account_: TargetAccount, grid: Grid, states: Sequence[int | None]) -
             account_.up_seconds += seconds
         elif state == DOWN:
             account_.down_seconds += seconds
+        elif state == MAINTENANCE:
+            account_.maintenance_seconds += seconds
         else:
             account_.no_data_seconds += seconds
         if state == DOWN and run_start is None:

@@ -114,12 +114,37 @@ def _up_states(client: PromClient, grid: acc.Grid, selector: str, now: float) ->
         take(client.query(expr(grid.step), grid.end), lambda ts: n)
     if grid.end + grid.step <= now:  # the step after the range, to tell a cut outage from one that ended
         take(client.query(expr(grid.step), grid.end + grid.step), lambda ts: n + 1)
+    maintenance = _maintenance_steps(client, grid, sel, now)
     out = {}
     for name, steps in by_step.items():
         states = [acc.combine(steps.get(k, ())) for k in range(n + 2)]
+        for k in maintenance.get(name, ()):
+            if states[k] is not None:  # a step with no probe data stays "no data"
+                states[k] = acc.MAINTENANCE
         if grid.end + grid.step > now and states[n] == acc.DOWN:
             states[n + 1] = acc.DOWN  # the outage has not ended yet: it runs past the range
         out[name] = {"labels": latest[name][1], "steps": states}
+    return out
+
+
+def _maintenance_steps(client: PromClient, grid: acc.Grid, sel: str, now: float) -> dict[str, set[int]]:
+    """Per target, the steps (same indexes as _up_states) in which a maintenance window covered it."""
+    n = grid.count
+    expr = (f"max by (target) (max_over_time(lifeline_target_maintenance{sel}"
+            f"[{promql_duration(grid.step - 0.001)}])) >= 1")
+    out: dict[str, set[int]] = {}
+
+    def take(series: list[Series], index_of: Callable[[float], int]) -> None:
+        for s in series:
+            steps = out.setdefault(s["metric"].get("target", ""), set())
+            steps.update(index_of(ts) for ts, _ in s["values"])
+
+    take(client.query_range(expr, grid.start, grid.start + grid.full * grid.step, grid.step),
+         lambda ts: int(round((ts - grid.start) / grid.step)))
+    if grid.remainder:
+        take(client.query(expr, grid.end), lambda ts: n)
+    if grid.end + grid.step <= now:
+        take(client.query(expr, grid.end + grid.step), lambda ts: n + 1)
     return out
 
 

@@ -14,8 +14,8 @@ from agent.report.collect import INFO_LABELS, Report
 
 NO_DATA_NOTE = ("No data: Prometheus holds no sample of lifeline_target_up in this range, "
                 "so nothing can be said about availability.")
-MAINTENANCE_NOTE = ("Maintenance and isolated time are 0: maintenance windows are not recorded yet "
-                    "(a later change will fill them).")
+MAINTENANCE_NOTE = ("Time inside a maintenance window counts as maintenance, neither up nor down; "
+                    "isolated time is 0 (probe-site isolation is not recorded yet).")
 
 
 # ---------------------------------------------------------------- values
