@@ -68,8 +68,9 @@ class TargetState:
         self.slots: dict[str, int] = {}  # position in each kind's rows
         self.reasons: dict[str, str] = {}  # per failing kind, the reason of its last cycle
         self.since: float | None = None  # when `up` last changed (Unix time)
-        # The last state changes, newest last: (time, up, failing probes as "kind:reason").
-        self.history: deque[tuple[float, int, tuple[str, ...]]] = deque(maxlen=HISTORY)
+        # The last state changes, newest last: (time, up, failing probes as "kind:reason"); made at
+        # the first real change (most targets never change), saving ~10 MB at 10,000 targets.
+        self.history: deque[tuple[float, int, tuple[str, ...]]] | None = None
 
     def carry(self, old: TargetState) -> None:
         """Keep the counters of the same target before a reload changed it (of the probes it still has)."""
@@ -101,7 +102,10 @@ class TargetState:
             self.failing += 1
         if self.up != was:
             self.since = now
-            self.history.append((now, self.up, tuple(f"{k}:{r}" for k, r in self.reasons.items())))
+            if was is not None or not self.up:  # the first result being "up" is not news
+                if self.history is None:
+                    self.history = deque(maxlen=HISTORY)
+                self.history.append((now, self.up, tuple(f"{k}:{r}" for k, r in self.reasons.items())))
         probe = b'%s,probe="%s"' % (self.key, kind.encode())
         lines = [b'lifeline_probe_duration_seconds{%s,phase="total"} %s\n' % (probe, fmt(result.duration).encode())]
         lines += [b'lifeline_probe_duration_seconds{%s,phase="%s"} %s\n' % (probe, name.encode(), fmt(seconds).encode())

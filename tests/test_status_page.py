@@ -52,7 +52,7 @@ def test_states_order_counts_and_history():
     hospital = snap["targets"][0]
     assert hospital["failing"] == [{"probe": "icmp", "reason": "timeout"}]
     assert hospital["since"] == "1970-01-01T00:16:42+00:00"  # t=1002
-    assert [h["state"] for h in hospital["history"]] == ["up", "down"]
+    assert [h["state"] for h in hospital["history"]] == ["down"]  # a first result "up" is not a change
     assert hospital["labels"] == {"circuit_id": "ZS-0036"}
     assert snap["targets"][2]["degraded"] == "loss 40% > 5%"
     tiers = {t["tier"]: t for t in snap["tiers"]}

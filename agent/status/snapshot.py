@@ -95,7 +95,7 @@ class StatusBoard:
             counts.setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
             sites.setdefault(target.site, {}).setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
             note = notes.get(target.name)
-            key = (target, status, state.since, len(state.history), tuple(state.reasons.items()), degraded, note)
+            key = (target, status, state.since, len(state.history or ()), tuple(state.reasons.items()), degraded, note)
             hit = cache.get(target.name)
             row = hit[1] if hit is not None and hit[0] == key else self._row(state, status, degraded, note)
             fresh[target.name] = (key, row)
@@ -127,7 +127,7 @@ class StatusBoard:
             "degraded": degraded, "maintenance": maintenance, "labels": dict(target.labels),
             "history": [{"at": _iso(at), "state": "up" if up else "down",
                          "failing": [dict(zip(("probe", "reason"), f.split(":", 1))) for f in failing]}
-                        for at, up, failing in list(state.history)],
+                        for at, up, failing in list(state.history or ())],
         }, ensure_ascii=False, separators=(",", ":")).encode()
 
     def _agent(self, now: float, last_run: float) -> dict[str, Any]:
