@@ -53,6 +53,7 @@ class Agent:
         self.store = MetricsStore(kinds)
         self.probes: dict[str, Probe] = {}
         self.maintenance = Calendar()
+        self._warned: tuple[str, tuple[object, ...]] = ("", ())  # what _log_warnings last logged
         self.exposition = Exposition(Renderer(self.store, kinds, self.status, self.probes, self.maintenance))
         self.board = StatusBoard(self.store, kinds, self.status, maintenance=self.maintenance)
         self.scheduler = Scheduler(kinds, self.probes, self.store.record, config.scheduler.max_in_flight)
@@ -80,6 +81,7 @@ class Agent:
             self.probes[name] = probe
 
     def _apply(self, config: config_mod.Config) -> Plan:
+        self._log_warnings(config)
         config = self.shard.select(config)  # validated whole; this agent keeps only its shard
         plan = Plan.between(self._running, config)
         self.resolver.configure(config.dns)
@@ -94,6 +96,17 @@ class Agent:
         self.board.invalidate()
         self.inventory.sync(config)
         return plan
+
+    def _log_warnings(self, config: config_mod.Config) -> None:
+        """Warnings of the whole configuration (before sharding), logged at load and at each reload
+        of the files; not again on every refresh of fetched lists that leaves them as they were."""
+        warnings = tuple(config_mod.warnings(config))
+        key = (config.file_digest or config.digest, warnings)
+        if key == self._warned:
+            return
+        for w in warnings:
+            log.warning("config_warning", file=w.file, line=w.line, path=w.path, message=w.message)
+        self._warned = key
 
     async def _apply_new(self, config: config_mod.Config) -> Plan:
         return self._apply(config)

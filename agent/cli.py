@@ -83,6 +83,8 @@ def check(files: Sequence[str], out=None) -> int:
         for t in cfg.targets:
             tiers[t.tier] = tiers.get(t.tier, 0) + 1
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(tiers.items())) or "no targets"
+        for warning in config_mod.warnings(cfg):
+            print(warning, file=out)
         print(f"{path}: OK ({len(cfg.targets)} targets; {summary})", file=out)
     return 1 if failed else 0
 

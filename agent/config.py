@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.maintenance.model import Window, parse_windows
+from agent.maintenance.model import Window, parse_windows, unmatched
 from common.errors import ConfigInvalid
 from common.model import DnsSettings, Target, Tier
 from common.secrets import Secret, load_secret
@@ -115,6 +115,17 @@ class Config:
     pulled: frozenset[str] = frozenset()
     file_digest: str = ""
     maintenance: tuple[Window, ...] = ()  # the `maintenance:` windows (agent/maintenance/)
+
+
+def warnings(cfg: Config) -> list[ConfigError]:
+    """Problems that do not stop the config from loading: maintenance windows matching no target.
+
+    Over the targets known now: for ``lifeline check`` the files' (a file with targets_http is not
+    judged, its lists are not fetched), for the agent the merged ones.
+    """
+    if cfg.targets_http and not cfg.sd_lists:
+        return []
+    return unmatched(cfg.maintenance, cfg.targets)
 
 
 def load(path: str, kinds: Mapping[str, ProbeKind] = KINDS) -> Config:
@@ -235,10 +246,9 @@ class _Loader:
         for extra in sd_files:
             targets.extend(self._sd_file(extra, tiers, profiles))
         self._check_duplicates(targets)
-        # After every file, so a window can name any target; names may also come from targets_http lists.
+        # Windows whose match covers no target are warnings (see warnings()), not errors.
         vm = Validator(doc)
-        maintenance = parse_windows(vm, top.get("maintenance"), ("maintenance",), [t for t, _, _ in targets],
-                                    tiers, check_targets=not http)
+        maintenance = parse_windows(vm, top.get("maintenance"), ("maintenance",), tiers)
         self.errors.extend(vm.errors)
         return Config(tiers=tiers, targets=tuple(t for t, _, _ in targets), scheduler=scheduler,
                       reload=reload, dns=dns, files=tuple(self.files),

@@ -259,31 +259,42 @@ def noc_overview() -> dict:
             transformations=table_transform({}, exclude=("Value", "__name__", "alertstate")),
             overrides=[target_link()], options={"showHeader": True, "cellHeight": "sm"}),
 
-        row("Agent health (if these are bad, the numbers above are suspect)", 37),
-        panel("timeseries", "Scrape status", (0, 38, 6, 6),
+        panel("table", "Suppressed targets (maintenance, parent, isolation)", (0, 37, 24, 7), [query(
+            f"lifeline_target_suppressed{{{TIER_SEL}}} "
+            f"* on (job, instance, target, tier) group_left (site, category) lifeline_target_info{{{SEL}}}",
+            instant=True, fmt="table")],
+            description="Targets whose alerts are suppressed right now, and why (cause): maintenance is an active "
+                        "maintenance window of the agent's config; parent and isolated come later. Probing goes on; "
+                        "a target still down when its suppression ends pages at once.",
+            transformations=table_transform({}, exclude=("Value", "__name__"),
+                                             order=("cause", "tier", "target", "site", "category", "instance")),
+            overrides=[target_link()], options={"showHeader": True, "cellHeight": "sm"}),
+
+        row("Agent health (if these are bad, the numbers above are suspect)", 44),
+        panel("timeseries", "Scrape status", (0, 45, 6, 6),
               [query('up{job="lifeline",instance=~"$instance"}', legend="{{instance}}")],
               defaults={"min": 0, "max": 1, **UP_MAPPINGS}),
-        panel("timeseries", "Cycle start lag p99 by tier", (6, 38, 6, 6), [query(
+        panel("timeseries", "Cycle start lag p99 by tier", (6, 45, 6, 6), [query(
             "histogram_quantile(0.99, sum by (tier, le) "
             f"(rate(lifeline_scheduler_lag_seconds_bucket{{{TIER_SEL}}}[$__rate_interval])))", legend="{{tier}}")],
             unit="s"),
-        panel("timeseries", "Skipped cycles by tier", (12, 38, 6, 6), [query(
+        panel("timeseries", "Skipped cycles by tier", (12, 45, 6, 6), [query(
             f"sum by (tier) (increase(lifeline_scheduler_skipped_cycles_total{{{TIER_SEL}}}[$__rate_interval])) "
             f"or sum by (tier) (0 * lifeline_tier_targets{{{TIER_SEL}}})", legend="{{tier}}")], unit="short"),
-        panel("timeseries", "Cycles in flight and queued", (18, 38, 6, 6), [
+        panel("timeseries", "Cycles in flight and queued", (18, 45, 6, 6), [
             query('sum(lifeline_scheduler_in_flight{instance=~"$instance"})', "A", legend="in flight"),
             query('sum(lifeline_scheduler_queued{instance=~"$instance"})', "B", legend="queued")], unit="short"),
-        panel("timeseries", "Agent CPU", (0, 44, 8, 6), [query(
+        panel("timeseries", "Agent CPU", (0, 51, 8, 6), [query(
             'rate(process_cpu_seconds_total{job="lifeline",instance=~"$instance"}[$__rate_interval])',
             legend="{{instance}}")], unit="percentunit"),
-        panel("stat", "Config reload", (8, 44, 8, 6), [query(
+        panel("stat", "Config reload", (8, 51, 8, 6), [query(
             'min(lifeline_config_last_reload_successful{instance=~"$instance"})', instant=True)],
             defaults={"mappings": [{"type": "value", "options": {
                 "0": {"text": "FAILED (old config kept)", "color": "red", "index": 0},
                 "1": {"text": "OK", "color": "green", "index": 1}}}]},
             options={"colorMode": "background", "graphMode": "none", "textMode": "value",
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
-        panel("table", "Agent versions", (16, 44, 8, 6), [query(
+        panel("table", "Agent versions", (16, 51, 8, 6), [query(
             'lifeline_build_info{instance=~"$instance"}', instant=True, fmt="table")],
             transformations=table_transform({}, exclude=("Value", "__name__"))),
     ]

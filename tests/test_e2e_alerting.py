@@ -26,7 +26,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -75,6 +75,13 @@ targets:
     site: lab
     probes: [tcp]
     tcp: {{port: {tls_port}, tls: {{ca_file: {ca_file}}}}}
+# A window covering the healthy host for the whole run, so the suppressed-targets panel
+# (lifeline_target_suppressed) has a row; suppressing a healthy host changes no alert.
+maintenance:
+  - name: e2e-window
+    match: {{targets: [e2e-healthy]}}
+    start: "{window_start}"
+    end: "{window_end}"
 """
 
 
@@ -145,9 +152,12 @@ def stack(tmp_path_factory) -> Stack:
         tls = TlsListener(str(pki.chain_file("portal", leaf)), str(leaf.key_path))
         cleanup.append(tls.stop)
         config = work / "lifeline.yaml"
+        now = datetime.now(timezone.utc)
         config.write_text(AGENT_CONFIG.format(dark=dark, lossy=lossy, degraded=degraded, healthy=healthy,
                                               community=SIM_COMMUNITY, snmp_port=snmp.port, tls_port=tls.port,
-                                              ca_file=ca.cert_path))
+                                              ca_file=ca.cert_path,
+                                              window_start=(now - timedelta(hours=1)).isoformat(timespec="seconds"),
+                                              window_end=(now + timedelta(hours=1)).isoformat(timespec="seconds")))
         agent = AgentProcess(str(config))
         cleanup.append(agent.stop)
         hook = WebhookReceiver()

@@ -370,14 +370,14 @@ def test_maintenance_steps_are_neither_up_nor_down():
 
 
 class _FakeProm:
-    """Answers the report's queries from two step lists: lifeline_target_up and lifeline_target_maintenance."""
+    """Answers the report's queries from two step lists: lifeline_target_up and lifeline_maintenance_active."""
 
     def __init__(self, up: list[int], maintenance: list[int]) -> None:
         self.up, self.maintenance = up, maintenance
 
     def _series(self, expr: str, times: list[float], start: float, step: float) -> list[dict]:
         labels = {"target": "cam", "tier": "P3", "category": "checkpoint", "site": "daishan"}
-        if "lifeline_target_maintenance" in expr:
+        if "lifeline_maintenance_active" in expr:
             values = [(t, 1.0) for t in times if self.maintenance[int(round((t - start) / step))]]
         elif "lifeline_target_up" in expr:
             values = [(t, float(self.up[int(round((t - start) / step))])) for t in times]

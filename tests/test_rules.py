@@ -84,6 +84,7 @@ def test_every_alert_has_a_firing_scenario():
     "fails ONE cycle",             # a slow probe (SIP every 15s on a 5s tier) failing once
     "A single 503",                # one failed HTTP cycle within a healthy run
     "One slow response",           # slow but successful: nothing to say
+    "loss left in the 5m window after a suppressed outage",  # no down alert fired to hold it back
 ])
 def test_must_not_page_scenarios_are_present(needle):
     text = "".join(open(p, encoding="utf-8").read() for p in RULE_TESTS)

@@ -1,7 +1,7 @@
 """Which windows are active now, and the maintenance series, from the wall clock at render time.
 
 Per configuration the calendar works out once which of this agent's targets each
-window covers and formats every target's line for both values; per render it asks
+window covers and formats each covered target's lines for both states; per render it asks
 each window whether it is active (cached until its next boundary, so usually a
 comparison) and joins the prepared lines for that set of active windows (cached per
 set). At 10,000 targets a render with a changed set costs one join, a few ms.
@@ -19,8 +19,13 @@ from agent.maintenance.model import Window
 from common.model import Target
 from common.textfmt import Family, escape, labels
 
-TARGET_FAMILY = Family("lifeline_target_maintenance", "gauge",
-                       "1 while a maintenance window covering the target is active, else 0; probing goes on.")
+ACTIVE_TARGET_FAMILY = Family("lifeline_maintenance_active", "gauge",
+                              "1 while a maintenance window covering the target is active, else 0 (present for "
+                              "every target some window covers); probing goes on.")
+SUPPRESSED_FAMILY = Family("lifeline_target_suppressed", "gauge",
+                           "Present (value 1) only while the target's alerts are suppressed, like ALERTS; cause "
+                           "says why (maintenance: an active maintenance window covers it).")
+INFO_FAMILY = Family("lifeline_maintenance_window_info", "gauge", "A configured maintenance window (value 1).")
 ACTIVE_FAMILY = Family("lifeline_maintenance_window_active", "gauge", "1 while the maintenance window is active.")
 COVERED_FAMILY = Family("lifeline_maintenance_window_targets", "gauge",
                         "Targets of this agent the maintenance window covers.")
@@ -42,9 +47,10 @@ class _Span:
 class _Setup:
     windows: tuple[Window, ...]
     covered: tuple[tuple[str, ...], ...]  # per window, its targets in config order
-    names: tuple[str, ...]  # every target, config order
-    zero: tuple[bytes, ...]  # per target, its line with value 0 and with 1
+    names: tuple[str, ...]  # every target some window covers, config order
+    zero: tuple[bytes, ...]  # per such target, its lifeline_maintenance_active line with 0 and 1,
     one: tuple[bytes, ...]
+    suppressed: tuple[bytes, ...]  # and its lifeline_target_suppressed line
 
 
 class Calendar:
@@ -52,19 +58,22 @@ class Calendar:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._setup = _Setup((), (), (), (), ())
+        self._setup = _Setup((), (), (), (), (), ())
         self._spans: dict[str, _Span] = {}
         self._bodies: dict[frozenset[str], bytes] = {}
         self._lock = threading.Lock()  # renders of /metrics and /status.json come from HTTP threads
 
     def apply(self, windows: Iterable[Window], targets: Iterable[Target]) -> None:
         windows, targets = tuple(windows), tuple(targets)
-        keys = [labels((("target", t.name), ("tier", t.tier))).encode() for t in targets]
-        setup = _Setup(windows=windows,
-                       covered=tuple(tuple(t.name for t in targets if w.scope.covers(t)) for w in windows),
-                       names=tuple(t.name for t in targets),
-                       zero=tuple(b"lifeline_target_maintenance{%s} 0\n" % k for k in keys),
-                       one=tuple(b"lifeline_target_maintenance{%s} 1\n" % k for k in keys))
+        covered = tuple(tuple(t.name for t in targets if w.scope.covers(t)) for w in windows)
+        under = {name for names in covered for name in names}
+        keys = [labels((("target", t.name), ("tier", t.tier))).encode() for t in targets if t.name in under]
+        setup = _Setup(windows=windows, covered=covered,
+                       names=tuple(t.name for t in targets if t.name in under),
+                       zero=tuple(b"lifeline_maintenance_active{%s} 0\n" % k for k in keys),
+                       one=tuple(b"lifeline_maintenance_active{%s} 1\n" % k for k in keys),
+                       suppressed=tuple(b'lifeline_target_suppressed{%s,cause="maintenance"} 1\n' % k
+                                        for k in keys))
         with self._lock:
             # Assigned whole: a render sees the old setup or the new one.
             self._setup, self._spans, self._bodies = setup, {}, {}
@@ -111,7 +120,11 @@ class Calendar:
         return out
 
     def render(self, now: float | None = None) -> bytes:
-        """The maintenance families; nothing when no window is configured (no 10k lines of zeros)."""
+        """The maintenance families; nothing when no window is configured.
+
+        lifeline_target_suppressed is rendered here as long as maintenance is its only cause;
+        the later causes (parent, isolated) must join this family rather than add a second header.
+        """
         now = self._clock() if now is None else now
         setup = self._setup
         if not setup.windows:
@@ -121,12 +134,17 @@ class Calendar:
         body = self._bodies.get(active)
         if body is None:
             covered = {name for w, c in zip(setup.windows, setup.covered) if w.name in active for name in c}
-            body = TARGET_FAMILY.header + b"".join(
-                [one if name in covered else zero for name, zero, one in zip(setup.names, setup.zero, setup.one)])
+            rows = tuple(zip(setup.names, setup.zero, setup.one, setup.suppressed))
+            body = (ACTIVE_TARGET_FAMILY.header
+                    + b"".join([one if name in covered else zero for name, zero, one, _ in rows])
+                    + SUPPRESSED_FAMILY.header
+                    + b"".join([line for name, _, _, line in rows if name in covered]))
             if len(self._bodies) > 64:  # many windows flipping: keep the cache bounded
                 self._bodies.clear()
             self._bodies[active] = body
         out: list[str] = []
+        INFO_FAMILY.lines(out)
+        out.extend(f'lifeline_maintenance_window_info{{window="{escape(w.name)}"}} 1' for w in setup.windows)
         ACTIVE_FAMILY.lines(out)
         out.extend(f'lifeline_maintenance_window_active{{window="{escape(w.name)}"}} {int(w.name in active)}'
                    for w in setup.windows)

@@ -1,10 +1,11 @@
 """The ``maintenance:`` section: windows, their times and scope, checked with the config's Validator.
 
 A window is one-off (``start`` and ``end``, each with a UTC offset) or recurring
-(``schedule``: cron or RRULE, ``duration``, ``timezone``). Its scope is any of
-``targets``, ``sites``, ``tiers``, ``categories`` and ``labels``: a target is covered
-when it matches every kind of scope given and, within each, any listed value.
-A window without scope would silence everything, so it needs ``all: true``.
+(``schedule``: cron or RRULE, ``duration``, ``timezone``). Its scope is the ``match``
+mapping: ``targets`` (names), ``site``, ``tier``, ``category`` (a value or a list) and
+``labels`` (name to a value or a list): a target is covered when it matches every key
+given and, within each, any listed value. A window without ``match`` would silence
+everything and is an error; one whose match covers no target is only a warning.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from typing import Any
 
 from agent.maintenance import recurrence
 from common.model import Target, Tier
-from common.validate import Validator, parse_duration
+from common.validate import ConfigError, Validator, parse_duration
 from common.yamlsrc import Path
 
 WINDOW_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
-SCOPE_KEYS = ("targets", "sites", "tiers", "categories", "labels")
-WINDOW_KEYS = ("name", "start", "end", "schedule", "duration", "timezone", "all", *SCOPE_KEYS)
+MATCH_KEYS = ("targets", "site", "tier", "category", "labels")
+WINDOW_KEYS = ("name", "match", "start", "end", "schedule", "duration", "timezone")
+_MISPLACED: dict[str, Any] = {}  # stands in for a match whose keys were written beside it
+_SCOPE_OUTSIDE_MATCH = frozenset({"targets", "target", "site", "sites", "tier", "tiers", "category", "categories",
+                                  "labels", "all"})
 # A recurring window longer than this is a one-off in disguise; the bound also keeps the
 # search for the occurrence covering "now" short.
 MAX_DURATION = 31 * 86400.0
@@ -38,11 +42,8 @@ class Scope:
     tiers: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     labels: tuple[tuple[str, frozenset[str]], ...] = ()
-    all: bool = False
 
     def covers(self, target: Target) -> bool:
-        if self.all:
-            return True
         if self.targets and target.name not in self.targets:
             return False
         if self.sites and target.site not in self.sites:
@@ -64,7 +65,11 @@ class Window:
     schedule: str = ""  # recurring: the text as written, for messages and the CLI
     duration: float = 0.0
     timezone: str = ""
-    source: str = ""  # FILE:LINE
+    source: str = ""  # FILE:LINE of its name
+    file: str = ""  # where its match is, for the "matches no target" warning
+    line: int = 0
+    index: int = 0  # position in the maintenance list
+    named: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)  # match.targets, line each
     rule: recurrence.Recurrence | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -114,21 +119,19 @@ class Window:
         return current, nxt
 
 
-def parse_windows(v: Validator, raw: Any, path: Path, targets: Iterable[Target], tiers: Mapping[str, Tier],
-                  check_targets: bool = True) -> tuple[Window, ...]:
+def parse_windows(v: Validator, raw: Any, path: Path, tiers: Mapping[str, Tier]) -> tuple[Window, ...]:
     """Every window of ``raw``; errors go to ``v`` and leave the window out.
 
-    ``check_targets`` is off when targets also come from fetched lists (targets_http):
-    a name missing from the files may be in them.
+    Target names are not checked here: a window may be written before its targets exist
+    (or arrive from targets_http lists); ``unmatched`` warns about them instead.
     """
     if raw is None:
         return ()
     items = v.seq(path, raw)
-    names = {t.name for t in targets} if check_targets else None
     out: list[Window] = []
     seen: dict[str, str] = {}
     for i, item in enumerate(items or []):
-        window = _window(v, path + (i,), item, names, tiers)
+        window = _window(v, path + (i,), item, tiers)
         if window is None:
             continue
         if window.name in seen:
@@ -140,11 +143,20 @@ def parse_windows(v: Validator, raw: Any, path: Path, targets: Iterable[Target],
     return tuple(out)
 
 
-def _window(v: Validator, path: Path, raw: Any, targets: set[str] | None, tiers: Mapping[str, Tier]) -> Window | None:
+def _window(v: Validator, path: Path, raw: Any, tiers: Mapping[str, Tier]) -> Window | None:
+    before = len(v.errors)
+    if isinstance(raw, dict):
+        misplaced = [key for key in raw if key in _SCOPE_OUTSIDE_MATCH]
+        for key in misplaced:
+            v.error(path + (key,), f"the scope goes under match (keys: {', '.join(MATCH_KEYS)}), "
+                                   "e.g. match: {site: dinghai}")
+        if misplaced and "match" not in raw:
+            raw = {**{k: x for k, x in raw.items() if k not in misplaced}, "match": _MISPLACED}  # said above
+        else:
+            raw = {k: x for k, x in raw.items() if k not in misplaced}
     f = v.mapping(path, raw, WINDOW_KEYS, required=("name",))
     if f is None:
         return None
-    before = len(v.errors)
     name = v.string(path + ("name",), f["name"], pattern=WINDOW_NAME_RE, max_len=128,
                     what="names start with a letter or digit and use letters, digits and ._:@/-") \
         if "name" in f else None
@@ -159,10 +171,13 @@ def _window(v: Validator, path: Path, raw: Any, targets: set[str] | None, tiers:
         times = _recurring(v, path, f)
     else:
         v.error(path, "needs start and end (one-off) or schedule, duration and timezone (recurring)")
-    scope = _scope(v, path, f, targets, tiers)
+    scope = _scope(v, path, f, tiers)
     if len(v.errors) != before or name is None:
         return None
-    return Window(name=name, scope=scope, source=v.where(path + ("name",)), **times)
+    at = path + ("match",)
+    named = tuple((str(n), v.doc.line(at + ("targets", i))) for i, n in enumerate(f["match"].get("targets") or ()))
+    return Window(name=name, scope=scope, source=v.where(path + ("name",)), file=v.doc.file, line=v.doc.line(at),
+                  index=int(path[-1]), named=named, **times)
 
 
 def _one_off(v: Validator, path: Path, f: dict[str, Any]) -> dict[str, Any]:
@@ -243,51 +258,69 @@ def _zone(v: Validator, path: Path, value: Any) -> str | None:
         return None
 
 
-def _scope(v: Validator, path: Path, f: dict[str, Any], targets: set[str] | None, tiers: Mapping[str, Tier]) -> Scope:
-    kinds = [key for key in SCOPE_KEYS if key in f]
-    everything = f.get("all", False)
-    if "all" in f and not isinstance(everything, bool):
-        v.error(path + ("all",), f"must be true or false (got {everything!r})")
+def _scope(v: Validator, path: Path, f: dict[str, Any], tiers: Mapping[str, Tier]) -> Scope:
+    if "match" not in f:
+        v.error(path, "missing required key 'match' (a window without one would cover every target); "
+                      "e.g. match: {site: dinghai}")
         return Scope()
-    if everything and kinds:
-        v.error(path + ("all",), f"all: true covers every target; drop {', '.join(kinds)} or all")
+    path = path + ("match",)
+    m = v.mapping(path, f["match"], MATCH_KEYS)
+    if m is None:
         return Scope()
-    if everything:
-        return Scope(all=True)
-    if not kinds:
-        v.error(path, "no scope: list targets, sites, tiers, categories or labels, or set all: true to cover "
-                      "every target")
+    if not m:
+        if f["match"] is not _MISPLACED:
+            v.error(path, f"must give at least one of {', '.join(MATCH_KEYS)} (an empty match would cover every "
+                          "target)")
         return Scope()
-    known = {"targets": targets, "tiers": set(tiers)}
     lists: dict[str, frozenset[str]] = {}
-    for key in ("targets", "sites", "tiers", "categories"):
-        if key in f:
-            lists[key] = _names(v, path + (key,), f[key], known.get(key), key[:-1])
+    if "targets" in m:
+        # A name missing from the inventory is only a warning (see unmatched): the window can be
+        # written before the target exists, and a target leaving must not break reloads.
+        items = v.seq(path + ("targets",), m["targets"])
+        lists["targets"] = _names(v, path + ("targets",), items, None, "target") if items is not None \
+            else frozenset()
+    for key, field_name in (("site", "sites"), ("tier", "tiers"), ("category", "categories")):
+        if key in m:
+            lists[field_name] = _names(v, path + (key,), m[key], set(tiers) if key == "tier" else None, key)
     labels: list[tuple[str, frozenset[str]]] = []
-    if "labels" in f:
-        raw = f["labels"]
+    if "labels" in m:
+        raw = m["labels"]
         if not isinstance(raw, dict) or not raw:
             v.error(path + ("labels",), "must be a mapping of label name to a value or a list of values")
         else:
             for key, value in raw.items():
-                values = value if isinstance(value, list) else [value]
-                labels.append((str(key), _names(v, path + ("labels", key), values, None, "value")))
+                labels.append((str(key), _names(v, path + ("labels", key), value, None, "value")))
     return Scope(**lists, labels=tuple(sorted(labels)))
 
 
+def unmatched(windows: Iterable[Window], targets: Iterable[Target]) -> list[ConfigError]:
+    """Warnings, not errors (the config still loads): a window whose match covers no target, and a
+    name in match.targets that is no target (a typo would leave that target paging)."""
+    targets = tuple(targets)
+    names = {t.name for t in targets}
+    out = []
+    for w in windows:
+        if not any(w.scope.covers(t) for t in targets):
+            out.append(ConfigError(w.file, w.line, f"maintenance[{w.index}].match", "warning: matches no target"))
+        for i, (name, line) in enumerate(w.named):
+            if name not in names:
+                out.append(ConfigError(w.file, line, f"maintenance[{w.index}].match.targets[{i}]",
+                                       f"warning: unknown target {name!r}"))
+    return out
+
+
 def _names(v: Validator, path: Path, raw: Any, known: set[str] | None, what: str) -> frozenset[str]:
-    items = v.seq(path, raw)
-    if items is None:
-        return frozenset()
+    """One value or a list of them (any matches)."""
+    items = [(path + (i,), item) for i, item in enumerate(raw)] if isinstance(raw, list) else [(path, raw)]
     if not items:
         v.error(path, "must list at least one value")
     out = set()
-    for i, item in enumerate(items):
-        text = v.label_value(path + (i,), item)
+    for at, item in items:
+        text = v.label_value(at, item)
         if text is None:
             continue
         if known is not None and text not in known:
             shown = f"; defined tiers: {', '.join(sorted(known))}" if what == "tier" else ""
-            v.error(path + (i,), f"unknown {what} {text!r}{shown}")
+            v.error(at, f"unknown {what} {text!r}{shown}")
         out.add(text)
     return frozenset(out)

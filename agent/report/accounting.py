@@ -22,7 +22,7 @@ METHOD = (
     "lifeline_probe_failures_total series that increased. An outage that crosses the start or end "
     "of the range is cut at it and marked. Site, tier and overall figures are time-weighted: the "
     "sum of their targets' up time over the sum of their up and down time. A step in which "
-    "lifeline_target_maintenance was 1 (a maintenance window of the agent's configuration covered "
+    "lifeline_maintenance_active was 1 (a maintenance window of the agent's configuration covered "
     "the target) counts as maintenance, whatever the probes saw: neither up nor down, and it ends "
     "an outage. Isolated time is 0 in this version (probe-site isolation is not recorded yet)."
 )

@@ -130,7 +130,7 @@ def _up_states(client: PromClient, grid: acc.Grid, selector: str, now: float) ->
 def _maintenance_steps(client: PromClient, grid: acc.Grid, sel: str, now: float) -> dict[str, set[int]]:
     """Per target, the steps (same indexes as _up_states) in which a maintenance window covered it."""
     n = grid.count
-    expr = (f"max by (target) (max_over_time(lifeline_target_maintenance{sel}"
+    expr = (f"max by (target) (max_over_time(lifeline_maintenance_active{sel}"
             f"[{promql_duration(grid.step - 0.001)}])) >= 1")
     out: dict[str, set[int]] = {}
 
