@@ -9,11 +9,13 @@ test can make uptime go back, counters wrap, or replies turn hostile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +151,18 @@ class Snmpsim:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback UDP port that is bound but never read: requests to it time out.
+
+    A free (unbound) port would not do: the kernel answers it with port unreachable,
+    which the probe reports as ``refused`` at once.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        yield sock.getsockname()[1]
 
 
 # --- a scriptable fake agent ----------------------------------------------------------------

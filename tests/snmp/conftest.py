@@ -14,7 +14,7 @@ from probes.snmp import SnmpKind
 from probes.snmp.config import Secret, SnmpSettings
 from probes.snmp.probe import SnmpProbe
 from tests.kit import retier
-from tests.snmp.agents import V2_COMMUNITY, V3_AUTH, V3_PRIV, V3_USER, Snmpd, Snmpsim
+from tests.snmp.agents import V2_COMMUNITY, V3_AUTH, V3_PRIV, V3_USER, Snmpd, Snmpsim, silent_port
 
 SYS = "1.3.6.1.2.1.1"
 IF = "1.3.6.1.2.1.2.2.1"
@@ -144,3 +144,10 @@ def snmpsim(tmp_path_factory) -> Iterator[Snmpsim]:
         yield sim
     finally:
         sim.stop()
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A loopback SNMP port that never answers (bound, never read): its polls time out."""
+    with silent_port() as port:
+        yield port

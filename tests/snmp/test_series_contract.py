@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 
-from tests.helpers import ROOT, free_port, value, samples, wait_for
+from tests.helpers import ROOT, value, samples, wait_for
 from tests.snmp.conftest import CPU_OID, SIM_COMMUNITY
 
 GOLDEN = os.path.join(ROOT, "tests", "golden", "series.txt")
@@ -64,9 +63,9 @@ def contract(text: str) -> list[str]:
     return sorted(out)
 
 
-def test_series_set_matches_golden(agent_factory, snmpsim):
+def test_series_set_matches_golden(agent_factory, snmpsim, dead_port):
     text = CONFIG.format(community=SIM_COMMUNITY, sim_port=snmpsim.port, cpu=CPU_OID,
-                         dead_port=free_port(kind=socket.SOCK_DGRAM))
+                         dead_port=dead_port)
     agent = agent_factory(text)
 
     def settled():

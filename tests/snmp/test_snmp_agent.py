@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
-from tests.helpers import free_port, require_tool, samples, value, wait_for
+from tests.helpers import require_tool, samples, value, wait_for
 from tests.snmp.agents import V3_AUTH, V3_PRIV, V3_USER, snmpbulkwalk, snmpget
 from tests.snmp.conftest import CPU_OID, IF, IFX, SIM_COMMUNITY
 
@@ -41,9 +40,9 @@ def oid_value(m, target, name):
     return found[0] if found else None
 
 
-def test_metrics_equal_snmpget(agent_factory, snmpsim, snmpd):
+def test_metrics_equal_snmpget(agent_factory, snmpsim, snmpd, dead_port):
     text = CONFIG.format(user=V3_USER, sim_community=SIM_COMMUNITY, sim_port=snmpsim.port, cpu=CPU_OID,
-                         snmpd_port=snmpd.port, dead_port=free_port(kind=socket.SOCK_DGRAM))
+                         snmpd_port=snmpd.port, dead_port=dead_port)
     agent = agent_factory(text, env={"LIFELINE_TEST_V3_AUTH": V3_AUTH, "LIFELINE_TEST_V3_PRIV": V3_PRIV})
 
     def ready():
