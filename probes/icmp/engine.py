@@ -37,13 +37,13 @@ import errno
 import os
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ping3
 
+from common.errqueue import EXTENDED_ERR, offender_address
 from common.errors import ProbeUnavailable
 from common.ticker import Ticker, TickerCall
 from probes.base import REASON_FRAG_NEEDED, REASON_SEND, REASON_TIMEOUT, REASON_TTL_EXCEEDED, REASON_UNREACHABLE
@@ -60,7 +60,6 @@ ICMP_FRAG_NEEDED_CODE, ICMP6_PACKET_TOO_BIG = 4, 2
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 IP_RECVERR, IPV6_RECVERR = getattr(socket, "IP_RECVERR", 11), getattr(socket, "IPV6_RECVERR", 25)
 SO_EE_ORIGIN_LOCAL, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 1, 2, 3  # linux/errqueue.h: who raised it
-_EXTENDED_ERR = struct.Struct("=IBBBxII")  # struct sock_extended_err: errno, origin, type, code, info, data
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 10, 0, 2
 IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
 SOL_RAW, ICMP_FILTER = 255, 1  # linux/icmp.h: drop unwanted types in the kernel
@@ -338,15 +337,15 @@ class _FamilySocket:
 
     def _queued_error(self, ee: bytes) -> tuple[str, str, int]:
         """(reason, detail, origin) of one error-queue entry's ``sock_extended_err``."""
-        if len(ee) < _EXTENDED_ERR.size:
+        if len(ee) < EXTENDED_ERR.size:
             origin = ee[4] if len(ee) > 4 else 0
             return (REASON_SEND if origin == SO_EE_ORIGIN_LOCAL else REASON_UNREACHABLE), "", origin
-        err, origin, kind, code, info, _data = _EXTENDED_ERR.unpack_from(ee)
+        err, origin, kind, code, info, _data = EXTENDED_ERR.unpack_from(ee)
         if origin == SO_EE_ORIGIN_LOCAL:
             if err == errno.EMSGSIZE:
                 return REASON_FRAG_NEEDED, f"message too long (path MTU {info})", origin
             return REASON_SEND, os.strerror(err).lower() if err else "local error", origin
-        offender = _offender(ee[_EXTENDED_ERR.size:])
+        offender = offender_address(ee[EXTENDED_ERR.size:])
         reason, detail = self._classify(kind, code, info)
         return reason, detail + (f" from {offender}" if offender else ""), origin
 
@@ -398,16 +397,6 @@ class _FamilySocket:
         if not cycle.detail:
             cycle.detail = f"{detail} from {source.split('%', 1)[0]}"
         cycle.settle()
-
-
-def _offender(raw: bytes) -> str:
-    """The address in the ``sockaddr`` that follows ``sock_extended_err`` (who sent the ICMP error), or ""."""
-    family = int.from_bytes(raw[:2], sys.byteorder) if len(raw) >= 2 else 0  # sa_family_t: host order
-    if len(raw) >= 8 and family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[4:8])
-    if len(raw) >= 24 and family == socket.AF_INET6:
-        return socket.inet_ntop(socket.AF_INET6, raw[8:24])
-    return ""
 
 
 def _kernel_time_ns(anc: list[tuple[int, int, bytes]]) -> int:

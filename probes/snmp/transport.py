@@ -23,12 +23,11 @@ import errno
 import ipaddress
 import random
 import socket
-import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.errqueue import EXTENDED_ERR, offender_address
 from probes.base import (REASON_INTERNAL, REASON_MALFORMED, REASON_REFUSED, REASON_SEND, REASON_TIMEOUT,
                          REASON_UNREACHABLE)
 from probes.snmp.codec import RESPONSE, Malformed, Response, decode, encode_request
@@ -40,7 +39,6 @@ MAX_DATAGRAM = 65535
 READ_BATCH = 64
 IP_RECVERR, IPV6_RECVERR = getattr(socket, "IP_RECVERR", 11), getattr(socket, "IPV6_RECVERR", 25)
 SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3  # linux/errqueue.h: who raised a queued error
-_EXTENDED_ERR = struct.Struct("=IBBBxII")  # struct sock_extended_err: errno, origin, type, code, info, data
 # (origin, type): the port-unreachable code, and the "too big" errors a retry gets past (the
 # kernel has learnt the path MTU and fragments the resend), which therefore end nothing.
 _PORT_UNREACHABLE = {(SO_EE_ORIGIN_ICMP, 3): 3, (SO_EE_ORIGIN_ICMP6, 1): 4}
@@ -231,12 +229,12 @@ class SnmpUdpClient:
             except OSError:  # BlockingIOError: the queue is empty
                 return
             ee = next((payload for level, _kind, payload in anc
-                       if level in (socket.IPPROTO_IP, socket.IPPROTO_IPV6) and len(payload) >= _EXTENDED_ERR.size),
+                       if level in (socket.IPPROTO_IP, socket.IPPROTO_IPV6) and len(payload) >= EXTENDED_ERR.size),
                       None)
             if ee is None or not isinstance(addr, tuple):
                 extra["icmp_other"] = extra.get("icmp_other", 0) + 1
                 continue
-            _err, origin, kind, code, _info, _ = _EXTENDED_ERR.unpack_from(ee)
+            _err, origin, kind, code, _info, _ = EXTENDED_ERR.unpack_from(ee)
             if origin not in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6) or (origin, kind, code) in _TOO_BIG:
                 # A local error (its sendto failed and said so) or a path MTU update (the retry fits).
                 extra["icmp_other"] = extra.get("icmp_other", 0) + 1
@@ -248,7 +246,7 @@ class SnmpUdpClient:
             for pending in self._pending.values():
                 if pending.addr == dest and not pending.future.done():
                     if failed is None:
-                        failed = SnmpFailure(reason, _describe(origin, kind, code, ee[_EXTENDED_ERR.size:], dest))
+                        failed = SnmpFailure(reason, _describe(origin, kind, code, ee[EXTENDED_ERR.size:], dest))
                     pending.future.set_exception(failed)
             key = reason if failed is not None else "icmp_unmatched"  # late: its request already ended
             extra[key] = extra.get(key, 0) + 1
@@ -285,18 +283,8 @@ def _describe(origin: int, kind: int, code: int, offender: bytes, dest: tuple[st
     icmp = "ICMPv6" if origin == SO_EE_ORIGIN_ICMP6 else "ICMP"
     name, codes = _ICMP_NAMES.get((origin, kind), (f"{icmp} type {kind}", {}))
     what = codes.get(code) or f"{name} (code {code})"
-    source = _sockaddr_host(offender)
+    source = offender_address(offender)
     return f"{what}{f' from {source}' if source else ''} (to {dest[0]}:{dest[1]})"
-
-
-def _sockaddr_host(raw: bytes) -> str:
-    """The address in the ``sockaddr`` after ``sock_extended_err`` (the sender of the ICMP error), or ""."""
-    family = int.from_bytes(raw[:2], sys.byteorder) if len(raw) >= 2 else 0  # sa_family_t: host order
-    if len(raw) >= 8 and family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[4:8])
-    if len(raw) >= 24 and family == socket.AF_INET6:
-        return socket.inet_ntop(socket.AF_INET6, raw[8:24])
-    return ""
 
 
 def _udp_socket(family: int) -> socket.socket:
