@@ -408,6 +408,14 @@ def test_report_counts_maintenance_from_the_agents_series():
     assert report.sites[0].maintenance_seconds == 30
 
 
+def test_a_long_range_reports_progress_on_stderr(prom, tmp_path, capsys):
+    report(prom.url, tmp_path, "--start", "2024-03-01T00:00:00+08:00", "--end", "2024-03-08T00:00:00+08:00",
+           "--step", "60s")
+    err = capsys.readouterr().err
+    assert "lifeline report: reading lifeline_target_up: 10080 steps of 60 s" in err
+    assert "lifeline report: explaining outages: 3/3 targets" in err
+
+
 def test_csv_is_one_row_per_target_for_excel(prom, tmp_path):
     raw = report(prom.url, tmp_path, "--date", "2024-03-05", fmt="csv")
     assert raw.startswith(b"\xef\xbb\xbf")  # Excel needs the BOM to read UTF-8

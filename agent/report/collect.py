@@ -53,17 +53,23 @@ def _matchers(selector: str, **labels: str) -> str:
 
 
 def build(client: PromClient, start: float, end: float, step: float, timezone: ZoneInfo,
-          selector: str = "", clock: Callable[[], float] = time.time) -> Report:
+          selector: str = "", clock: Callable[[], float] = time.time,
+          progress: Callable[[str], None] | None = None) -> Report:
     now = clock()
     until = max(start, min(end, now))
     report = Report(start, end, until, timezone, now, step, selector)
     grid = acc.Grid(start, until, step)
     if grid.count == 0:
         return report
+    if progress:
+        progress(f"reading lifeline_target_up: {grid.count} steps of {step:g} s")
     states = _up_states(client, grid, selector, now)
     info = _info(client, grid, selector)
     accounts: dict[str, acc.TargetAccount] = {}
-    for name in sorted(set(states) | set(info)):
+    names = sorted(set(states) | set(info))
+    for i, name in enumerate(names, 1):
+        if progress and (i % 100 == 0 or i == len(names)):
+            progress(f"explaining outages: {i}/{len(names)} targets")
         labels = info.get(name) or {}
         row = acc.TargetAccount(name)
         series_states = states.get(name, {})

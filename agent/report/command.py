@@ -124,7 +124,10 @@ def run(args: argparse.Namespace, clock: Callable[[], float] = time.time) -> int
                                  f"at most {MAX_STEPS}; use a larger --step")
     client = PromClient(args.prometheus_url, timeout=args.timeout)
     try:
-        report = collect.build(client, start, end, args.step, args.timezone, args.selector, clock)
+        # Long ranges take a while (a query per outage): say how far along we are, on stderr.
+        progress = ((lambda line: print(f"lifeline report: {line}", file=sys.stderr, flush=True))
+                    if end - start > 2 * 86400 else None)
+        report = collect.build(client, start, end, args.step, args.timezone, args.selector, clock, progress)
     except ReportError as exc:
         print(f"lifeline report: {exc}", file=sys.stderr)
         return 1
