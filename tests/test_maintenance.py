@@ -346,12 +346,19 @@ def test_status_row_carries_the_window_and_keeps_the_state():
     inside = _t("2026-12-01T03:00:00Z").timestamp()
     board = StatusBoard(store.store, store.store.kinds, store.status, min_age=0, clock=lambda: inside,
                         maintenance=cal)
-    rows = {t["target"]: t for t in board.snapshot()["targets"]}
+    snap = board.snapshot()
+    rows = {t["target"]: t for t in snap["targets"]}
     assert (rows["hospital"]["state"], rows["hospital"]["maintenance"]) == ("down", "cutover")
     assert (rows["camera"]["state"], rows["camera"]["maintenance"]) == ("up", "cutover")
+    # The tier counts say how many of the down ones are explained, and by what.
+    tiers = {t["tier"]: t for t in snap["tiers"]}
+    assert (tiers["P0"]["down"], tiers["P0"]["suppressed"]) == (1, {"maintenance": 1})
+    assert tiers["P3"]["suppressed"] == {}  # the camera is up: nothing to explain
     after = StatusBoard(store.store, store.store.kinds, store.status, min_age=0,
                         clock=lambda: inside + 7200, maintenance=cal)
-    assert {t["maintenance"] for t in after.snapshot()["targets"]} == {None}
+    snap = after.snapshot()
+    assert {t["maintenance"] for t in snap["targets"]} == {None}
+    assert {t["tier"]: t["suppressed"] for t in snap["tiers"]}["P0"] == {}
 
 
 # --- the real agent ---------------------------------------------------------------------------------

@@ -95,7 +95,9 @@ function render(d) {
     const cls = t.down ? "bad" : t.degraded ? "warn" : "";
     return `<div class="tier ${cls}"><div class="name">${esc(t.tier)} <span class="muted">(${esc(t.severity)})</span></div>
       <div class="counts"><span>${t.up} up</span> <span>${t.down} down</span> <span>${t.degraded} degraded</span>` +
-      (t.unknown ? ` <span>${t.unknown} no data</span>` : "") + `</div></div>`;
+      (t.unknown ? ` <span>${t.unknown} no data</span>` : "") +
+      Object.entries(t.suppressed || {}).map(([cause, n]) => ` <span class="muted">(${n} of them suppressed: ${esc(cause)})</span>`).join("") +
+      `</div></div>`;
   }).join("");
   // The page asks only for targets that are not up; the counts come whole in tiers and sites.
   const problems = d.targets.filter(t => t.state === "down" || t.state === "degraded");

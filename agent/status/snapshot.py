@@ -81,6 +81,7 @@ class StatusBoard:
         cache, fresh = self._rows, {}
         last_run = 0.0
         notes = self.maintenance.notes(now) if self.maintenance is not None else {}
+        suppressed: dict[str, dict[str, int]] = {}  # tier -> cause -> targets down or degraded but explained
         for state in list(store.targets.values()):
             target = state.target
             tier = tiers.get(target.tier)
@@ -95,6 +96,9 @@ class StatusBoard:
             counts.setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
             sites.setdefault(target.site, {}).setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
             note = notes.get(target.name)
+            if note is not None and status in ("down", "degraded"):
+                by_cause = suppressed.setdefault(target.tier, {})
+                by_cause["maintenance"] = by_cause.get("maintenance", 0) + 1
             key = (target, status, state.since, len(state.history or ()), tuple(state.reasons.items()), degraded, note)
             hit = cache.get(target.name)
             row = hit[1] if hit is not None and hit[0] == key else self._row(state, status, degraded, note)
@@ -111,7 +115,8 @@ class StatusBoard:
             "data_as_of": _iso(last_run or None),  # the newest result: a frozen agent shows an old time
             "agent": self._agent(now, last_run),
             "tiers": [{"tier": tier.name, "priority": tier.priority, "severity": tier.severity,
-                       "targets": sum(counts[tier.name].values()), **counts[tier.name]} for tier in ordered],
+                       "targets": sum(counts[tier.name].values()), **counts[tier.name],
+                       "suppressed": suppressed.get(tier.name, {})} for tier in ordered],
             "sites": [{"site": name, "tiers": by_tier} for name, by_tier in sorted(sites.items())],
             "targets": None,
         }
