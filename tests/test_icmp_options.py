@@ -353,9 +353,12 @@ targets:
     def scraped():
         m = agent.metrics()
         expired = value(m, "lifeline_probe_failures_total", target="beyond-ttl", probe="icmp", reason="ttl_exceeded")
-        return m if expired and value(m, "lifeline_probe_success", target="voice", probe="icmp") == 1 else None
+        # Each target's first cycle lands at its own phase: wait for all three, not two.
+        done = expired and value(m, "lifeline_probe_success", target="voice", probe="icmp") == 1 \
+            and value(m, "lifeline_probe_success", target="plain", probe="icmp") is not None
+        return m if done else None
 
-    m = wait_for(scraped, 15, "ttl_exceeded for beyond-ttl and a successful voice target")
+    m = wait_for(scraped, 15, "ttl_exceeded for beyond-ttl, a successful voice target, a plain result")
     assert value(m, "lifeline_target_up", target="beyond-ttl") == 0
     assert value(m, "lifeline_probe_success", target="plain", probe="icmp") == 1
     assert value(m, "lifeline_probe_failures_total", target="voice", probe="icmp", reason="ttl_exceeded") is None
