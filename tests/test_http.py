@@ -451,8 +451,10 @@ def test_agent_exports_http_and_tcp(site, agent_factory, tmp_path):
 
     def ready():
         m = agent.metrics()
+        # Each probe of each target runs at its own phase: wait for every one, portal's two included.
         return m if all(value(m, "lifeline_probe_success", target=t) is not None
                         for t in ("missing", "expired", "closed", "banner")) \
+            and all(value(m, "lifeline_probe_success", target="portal", probe=p) is not None for p in ("http", "tcp")) \
             and value(m, "lifeline_probe_failures_total", target="expired", reason="cert_expired") else None
 
     text_ = wait_for(ready, 20, "every target probed")
