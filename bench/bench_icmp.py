@@ -43,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from benchlib import wait_until
+from benchlib import ProbeCounts, cpu_model, drive_probes, log, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -385,49 +385,6 @@ BLACKBOX_CONFIG = """modules:
 """
 
 
-async def _drive_probes(port: int, addrs: list[str], rate: float, duration: float,
-                        concurrency: int) -> tuple[int, int, int]:
-    """Open-loop /probe requests at ``rate``/s for ``duration`` s over ``concurrency`` keep-alive connections."""
-    total = int(rate * duration)
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.2
-    next_index = 0
-    ok = failed = errors = 0
-    deadline = start + duration + 10
-
-    async def worker() -> None:
-        nonlocal next_index, ok, failed, errors
-        reader = writer = None
-        while next_index < total and loop.time() < deadline:
-            i = next_index
-            next_index += 1
-            delay = start + i / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                target = addrs[i % len(addrs)]
-                writer.write(f"GET /probe?module=icmp&target={target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
-                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-                body = await asyncio.wait_for(reader.readexactly(length), 15)
-                if b"\nprobe_success 1" in body:
-                    ok += 1
-                else:
-                    failed += 1
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, AttributeError):
-                errors += 1
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-        if writer is not None:
-            writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ok, failed, errors
-
-
 def bench_blackbox(n: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
     exe = shutil.which("prometheus-blackbox-exporter")
     if exe is None:
@@ -445,8 +402,10 @@ def bench_blackbox(n: int, args: argparse.Namespace, workdir: str) -> dict[str, 
         try:
             wait_until(lambda: http_get("127.0.0.1", port, "/-/healthy", timeout=2)[0] == 200, 30, "blackbox_exporter")
             cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-            ok, failed, errors = asyncio.run(_drive_probes(port, addrs, rate, args.blackbox_window,
-                                                          args.blackbox_concurrency))
+            counts = ProbeCounts()
+            asyncio.run(drive_probes(port, lambda i: f"module=icmp&target={addrs[i % len(addrs)]}", rate,
+                                     args.blackbox_window, args.blackbox_concurrency, counts, start_delay=0.2))
+            ok, failed, errors = counts.ok, counts.failed, counts.errors
             cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
             rss = rss_bytes(proc.pid) / 2**20
         finally:
@@ -458,17 +417,8 @@ def bench_blackbox(n: int, args: argparse.Namespace, workdir: str) -> dict[str, 
 
 # --- report -------------------------------------------------------------------------
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
-    except OSError:
-        pass
+    model = cpu_model()
     # Other raw ICMP sockets on the host get a copy of every reply we cause (kernel work
     # charged to the sender), and other load shares the 2 cores: both are noise to report.
     raw = 0

@@ -57,7 +57,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # tests.httpd / tests.dnsd: the nginx runner, the test CA, unbound
 
 from bench_icmp import Agent, addresses, cpu_seconds, free_port, hist_quantile, http_get, stop_process  # noqa: E402
-from benchlib import wait_until  # noqa: E402
+from benchlib import ProbeCounts, cpu_model, drive_probes, log, wait_until  # noqa: E402
 from tests.dnsd import ZONE, Unbound  # noqa: E402
 from tests.httpd import Nginx, Pki, free_port_on  # noqa: E402
 
@@ -67,10 +67,6 @@ KINDS = ("tcp", "http", "https", "dns")
 # Goal from the issue: Lifeline's CPU per probe at most this fraction of blackbox_exporter's.
 GOALS = {"tcp": 0.5, "http": 0.5, "https": 1.0, "dns": 1.0}
 LAG_GOAL = 0.050
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def check_loopback(host: str) -> str:
@@ -402,80 +398,16 @@ class Blackbox:
         self._log.close()
 
 
-@dataclass
-class Counts:
-    ok: int = 0
-    failed: int = 0
-    errors: int = 0
-
-
-async def _response_body(reader: asyncio.StreamReader) -> bytes:
-    """The body of one HTTP/1.1 response (Content-Length or chunked: Go chunks bodies over 2 KiB)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-    if length:
-        return await reader.readexactly(int(length.group(1)))
-    if not re.search(rb"(?i)\r\ntransfer-encoding: *chunked", head):
-        raise OSError("response without length")
-    body = bytearray()
-    for _ in range(10000):
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")  # no trailers from Go's server
-            return bytes(body)
-        body += (await reader.readexactly(size + 2))[:-2]
-    raise OSError("too many chunks")
-
-
-async def _drive(port: int, module: str, target: str, rate: float, duration: float, concurrency: int,
-                 counts: Counts) -> None:
-    """Open-loop GET /probe at ``rate``/s for ``duration`` s over at most ``concurrency`` keep-alive connections."""
-    total = int(rate * duration)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    deadline = start + duration + 10
-    next_index = 0
-    query = urllib.parse.urlencode({"module": module, "target": target})
-    request = f"GET /probe?{query} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
-
-    async def worker() -> None:
-        nonlocal next_index
-        reader = writer = None
-        while next_index < total and loop.time() < deadline:
-            i = next_index
-            next_index += 1
-            delay = start + i / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(request)
-                body = await asyncio.wait_for(_response_body(reader), 15)
-                if b"\nprobe_success 1" in body:
-                    counts.ok += 1
-                else:
-                    counts.failed += 1
-            except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                counts.errors += 1
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-        if writer is not None:
-            writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
-async def _measure(bb: Blackbox, servers: Servers, kind: str, args: argparse.Namespace, counts: Counts) -> dict:
+async def _measure(bb: Blackbox, servers: Servers, kind: str, args: argparse.Namespace, counts: ProbeCounts) -> dict:
     rate = args.targets / args.interval
-    driver = asyncio.ensure_future(_drive(bb.port, kind, blackbox_target(kind, servers), rate,
-                                          args.bb_warmup + args.window + 0.5, args.concurrency, counts))
+    query = urllib.parse.urlencode({"module": kind, "target": blackbox_target(kind, servers)})
+    driver = asyncio.ensure_future(drive_probes(bb.port, lambda i: query, rate, args.bb_warmup + args.window + 0.5,
+                                                args.concurrency, counts))
     await asyncio.sleep(args.bb_warmup)
-    t0, cpu0, srv0, c0 = time.monotonic(), cpu_seconds(bb.proc.pid), servers.cpu(kind), Counts(**vars(counts))
+    t0, cpu0, srv0, c0 = time.monotonic(), cpu_seconds(bb.proc.pid), servers.cpu(kind), ProbeCounts(**vars(counts))
     host = HostWindow()
     await asyncio.sleep(args.window)
-    t1, cpu1, srv1, c1 = time.monotonic(), cpu_seconds(bb.proc.pid), servers.cpu(kind), Counts(**vars(counts))
+    t1, cpu1, srv1, c1 = time.monotonic(), cpu_seconds(bb.proc.pid), servers.cpu(kind), ProbeCounts(**vars(counts))
     host_use = host.end((cpu1 - cpu0) + (srv1 - srv0))  # the driver is in self_cpu
     await driver
     done = (c1.ok - c0.ok) + (c1.failed - c0.failed)
@@ -488,7 +420,7 @@ async def _measure(bb: Blackbox, servers: Servers, kind: str, args: argparse.Nam
 def bench_blackbox(kind: str, bb: Blackbox, args: argparse.Namespace) -> dict:
     log(f"blackbox {kind}: {args.targets / args.interval:.0f} probes/s through /probe")
     tls_before = len(args.servers.tls_lines())
-    out = asyncio.run(_measure(bb, args.servers, kind, args, Counts()))
+    out = asyncio.run(_measure(bb, args.servers, kind, args, ProbeCounts()))
     out["tls"] = tls_summary(args.servers.tls_lines()[tls_before:]) if kind == "https" else ""
     return out
 
@@ -629,13 +561,7 @@ def report(life: dict, bb: dict, scale: dict, args: argparse.Namespace) -> tuple
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}, "
+    return (f"{os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, Python {platform.python_version()}, "
             f"load average before the run {os.getloadavg()[0]:.2f}")
 
 
