@@ -51,8 +51,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll ``check`` until it returns something truthy; StackError naming ``what`` after ``timeout`` s."""
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1, *,
+             error: type[Exception] = StackError, fatal: tuple[type[Exception], ...] = (StackError,)) -> T:
+    """Poll ``check`` until it returns something truthy; ``error`` naming ``what`` after ``timeout`` s.
+
+    Exceptions from ``check`` count as "not yet" (the last one is reported), except ``fatal`` ones,
+    which end the wait at once. The tests use it with AssertionError and nothing fatal.
+    """
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -60,12 +65,12 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
             value = check()
             if value:
                 return value
-        except StackError:
+        except fatal:
             raise
         except Exception as exc:  # noqa: BLE001 - keep polling, report the last problem
             last = exc
         time.sleep(interval)
-    raise StackError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+    raise error(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
 
 
 def require_tool(tool: str, package: str) -> str:
