@@ -23,11 +23,12 @@ from agent.server import HttpServer, Routes
 from agent.shard import Shard
 from agent.status import StatusBoard
 from agent.status import page as status_page
-from agent.store import MetricsStore
+from agent.store import MetricsStore, TargetState
+from agent.suppression import Suppressor
 from agent.webconfig import WebConfig
 from common.errors import ConfigInvalid
 from common.resolver import Resolver
-from probes.base import Probe, ProbeContext, ProbeKind
+from probes.base import Probe, ProbeContext, ProbeKind, ProbeResult
 from probes.registry import KINDS
 
 log = structlog.get_logger("lifeline.agent")
@@ -43,20 +44,25 @@ def agent_version() -> str:
 class Agent:
     def __init__(self, config_path: str, config: config_mod.Config, listen: str,
                  web: WebConfig | None = None, watch_interval: float = 0.0, shard: Shard | None = None,
-                 web_path: str = "", kinds: Mapping[str, ProbeKind] = KINDS) -> None:
+                 web_path: str = "", kinds: Mapping[str, ProbeKind] = KINDS, vantage: str = "") -> None:
         self.shard = shard or Shard()
         self.kinds = kinds
         self.config = config
         self._running: config_mod.Config | None = None  # the applied (sharded) configuration
         self.resolver = Resolver()  # one for every kind, so the dns: section applies to all
         self.status = AgentStatus(version=agent_version())
-        self.store = MetricsStore(kinds)
+        # --vantage: the label every target series carries, so agents at several sites watching one
+        # list can be told apart and counted by the consensus rules.
+        self.store = MetricsStore(kinds, extra=(("vantage", vantage),) if vantage else ())
         self.probes: dict[str, Probe] = {}
         self.maintenance = Calendar()
         self._warned: tuple[str, tuple[object, ...]] = ("", ())  # what _log_warnings last logged
-        self.exposition = Exposition(Renderer(self.store, kinds, self.status, self.probes, self.maintenance))
-        self.board = StatusBoard(self.store, kinds, self.status, maintenance=self.maintenance)
-        self.scheduler = Scheduler(kinds, self.probes, self.store.record, config.scheduler.max_in_flight)
+        self.scheduler = Scheduler(kinds, self.probes, self._record, config.scheduler.max_in_flight)
+        self.suppressor = Suppressor(self.scheduler.run_now)
+        self.exposition = Exposition(Renderer(self.store, kinds, self.status, self.probes, self.maintenance,
+                                              self.suppressor))
+        self.board = StatusBoard(self.store, kinds, self.status, maintenance=self.maintenance,
+                                 suppressor=self.suppressor)
         self.status.scheduler_stats = self.scheduler.stats
         # Lists fetched from http_sd sources join the files' targets on every load (inventory/pull.py).
         self.inventory = Inventory(kinds, lambda: self.config, lambda build: self.reloader.replace(build))
@@ -86,7 +92,9 @@ class Agent:
         plan = Plan.between(self._running, config)
         self.resolver.configure(config.dns)
         self.store.apply(plan)
-        self.maintenance.apply(config.maintenance, config.targets)  # this agent's targets only
+        self.maintenance.apply(config.maintenance, config.targets, self.store.extra)  # this agent's targets only
+        self.suppressor.apply(config.graph(), self.store.targets)
+        self.status.consensus_quorum = config.consensus.quorum
         self.scheduler.apply(plan, self.store.targets)
         self._running = self.config = config
         self.status.config_digest = config.digest
@@ -96,6 +104,11 @@ class Agent:
         self.board.invalidate()
         self.inventory.sync(config)
         return plan
+
+    def _record(self, state: TargetState, kind: str, result: ProbeResult, lag: float) -> None:
+        """The scheduler's sink: store the result, then let suppression react to it."""
+        self.store.record(state, kind, result, lag)
+        self.suppressor.observe(state, kind, result)
 
     def _log_warnings(self, config: config_mod.Config) -> None:
         """Warnings of the whole configuration (before sharding), logged at load and at each reload

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ from common.errors import ConfigInvalid, ProbeUnavailable
 from common.validate import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:9123"
+VANTAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="probe only the targets with crc32(name) %% shard.count == this (default 0)")
     run.add_argument("--shard.count", dest="shard_count", type=int, default=1,
                      help="number of agents sharing the target list (default 1: probe every target)")
+    run.add_argument("--vantage", default="", type=_vantage,
+                     help="name of this agent's probe site: a `vantage` label on every target series, for "
+                          "the multi-vantage consensus rules (default: none, no label)")
     _log_flags(run)
 
     check = sub.add_parser("check", help="validate configuration files and print every error")
@@ -54,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     maintenance_command.add_parser(sub)
     inventory_commands.add_parsers(sub)  # import, export, diff
     return parser
+
+
+def _vantage(text: str) -> str:
+    if text and not VANTAGE_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits and ._- (at most 64)")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -90,7 +101,7 @@ def check(files: Sequence[str], out=None) -> int:
 
 
 def run(config_path: str, listen: str, web_config: str = "", watch_interval: float = 0.0,
-        shard: Shard | None = None) -> int:
+        shard: Shard | None = None, vantage: str = "") -> int:
     from agent import webconfig
     from agent.app import Agent
 
@@ -104,7 +115,7 @@ def run(config_path: str, listen: str, web_config: str = "", watch_interval: flo
         return 1
     try:
         agent = Agent(config_path, cfg, listen, web=web, watch_interval=watch_interval, shard=shard,
-                      web_path=web_config)
+                      web_path=web_config, vantage=vantage)
         return asyncio.run(agent.run())
     except ProbeUnavailable as exc:
         print(f"lifeline: {exc}", file=sys.stderr)
@@ -141,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shard = Shard(args.shard_index, args.shard_count)
         except ValueError as exc:
             _parser().error(str(exc))
-        return run(args.config_file, args.listen, args.web_config, args.watch_interval, shard)
+        return run(args.config_file, args.listen, args.web_config, args.watch_interval, shard, args.vantage)
     if args.command == "demo":
         from agent.demo import run_demo
 

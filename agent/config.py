@@ -19,7 +19,8 @@ from typing import Any
 
 from agent.maintenance.model import Window, parse_windows, unmatched
 from common.errors import ConfigInvalid
-from common.model import DnsSettings, Target, Tier
+from agent import topology
+from common.model import TARGET_NAME_RE, DnsSettings, Target, Tier
 from common.secrets import Secret, load_secret
 from common.validate import ConfigError, Validator
 from common.yamlsrc import Document, Path, SourceError, format_path, parse, read
@@ -27,12 +28,12 @@ from probes.base import ProbeKind
 from probes.registry import KINDS
 from probes.tls import TlsOptions, parse_tls
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
+NAME_RE = TARGET_NAME_RE
 TIER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Labels the agent sets itself, plus the ones Prometheus attaches on scrape.
 RESERVED_LABELS = frozenset({"target", "tier", "category", "site", "address", "job", "instance",
-                             "probe", "reason"})
+                             "probe", "reason", "vantage"})
 SEVERITIES = ("critical", "warning", "info")
 
 
@@ -46,7 +47,7 @@ BUILT_IN_TIERS = {
     "P3": (3, 60.0, 3.0, "info"),
 }
 CORE_TIER_KEYS = ("priority", "interval", "timeout", "severity")
-TARGET_KEYS = ("name", "address", "tier", "category", "site", "labels", "probes")
+TARGET_KEYS = ("name", "address", "tier", "category", "site", "labels", "probes", "depends_on")
 
 
 def default_tiers(kinds: Mapping[str, ProbeKind] = KINDS) -> dict[str, Tier]:
@@ -98,6 +99,13 @@ class HttpSdSource:
 
 
 @dataclass(frozen=True)
+class ConsensusSettings:
+    """How many vantages must see a P0 down before it pages critical (rules: lifeline.consensus)."""
+
+    quorum: int = 0  # 0: a majority of the live, non-isolated vantages
+
+
+@dataclass(frozen=True)
 class Config:
     tiers: dict[str, Tier]
     targets: tuple[Target, ...]
@@ -115,6 +123,13 @@ class Config:
     pulled: frozenset[str] = frozenset()
     file_digest: str = ""
     maintenance: tuple[Window, ...] = ()  # the `maintenance:` windows (agent/maintenance/)
+    # depends_on, sites and anchors as written (agent/topology.py); `graph` resolves them
+    declared: topology.Declared = field(default_factory=topology.Declared)
+    consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
+
+    def graph(self) -> topology.Graph:
+        """Parents, children and anchors over this config's targets (bad edges left out)."""
+        return topology.resolve(self.declared, self.targets)[0]
 
 
 def warnings(cfg: Config) -> list[ConfigError]:
@@ -125,7 +140,11 @@ def warnings(cfg: Config) -> list[ConfigError]:
     """
     if cfg.targets_http and not cfg.sd_lists:
         return []
-    return unmatched(cfg.maintenance, cfg.targets)
+    out = unmatched(cfg.maintenance, cfg.targets)
+    if cfg.targets_http:  # names the files could not judge at load (see topology.py)
+        out += [replace(e, message=f"warning: {e.message}; ignored")
+                for e in topology.resolve(cfg.declared, cfg.targets)[1]]
+    return out
 
 
 def load(path: str, kinds: Mapping[str, ProbeKind] = KINDS) -> Config:
@@ -199,6 +218,7 @@ class _Loader:
         self.errors: list[ConfigError] = []
         self.digest = hashlib.sha256()
         self.files: list[str] = []
+        self.depends: dict[str, tuple[topology.Named, ...]] = {}  # target -> its own depends_on
 
     def _document(self, path: str) -> Document | None:
         try:
@@ -224,7 +244,7 @@ class _Loader:
         profile_keys = {k.profiles_key: k for k in self.kinds.values() if k.profiles_key}
         top = v.mapping((), doc.data, ("tiers", "targets", "targets_files", "scheduler", "reload", "dns",
                                        "targets_sd_files", "targets_http", "sd_cache_dir", "maintenance",
-                                       *profile_keys))
+                                       "sites", "anchors", "consensus", *profile_keys))
         if top is None:
             self.errors.extend(v.errors)
             return None
@@ -249,11 +269,26 @@ class _Loader:
         # Windows whose match covers no target are warnings (see warnings()), not errors.
         vm = Validator(doc)
         maintenance = parse_windows(vm, top.get("maintenance"), ("maintenance",), tiers)
+        declared = topology.Declared(
+            own=self.depends, sites=topology.parse_sites(vm, top.get("sites")),
+            anchors=topology.parse_names(vm, ("anchors",), top["anchors"]) if top.get("anchors") is not None else ())
+        consensus = self._consensus(vm, top.get("consensus"))
         self.errors.extend(vm.errors)
-        return Config(tiers=tiers, targets=tuple(t for t, _, _ in targets), scheduler=scheduler,
+        final = tuple(t for t, _, _ in targets)
+        if not http:  # with fetched lists the names are judged after the merge (warnings())
+            self.errors.extend(topology.resolve(declared, final)[1])
+        return Config(tiers=tiers, targets=final, scheduler=scheduler,
                       reload=reload, dns=dns, files=tuple(self.files),
                       include_patterns=tuple(patterns + sd_patterns), digest=self.digest.hexdigest(),
-                      targets_http=http, sd_cache_dir=cache_dir, maintenance=maintenance)
+                      targets_http=http, sd_cache_dir=cache_dir, maintenance=maintenance,
+                      declared=declared, consensus=consensus)
+
+    def _consensus(self, v: Validator, raw: Any) -> ConsensusSettings:
+        if raw is None:
+            return ConsensusSettings()
+        f = v.mapping(("consensus",), raw, ("quorum",)) or {}
+        quorum = v.integer(("consensus", "quorum"), f["quorum"], lo=0, hi=64) if "quorum" in f else 0
+        return ConsensusSettings(quorum=quorum or 0)
 
     def _scheduler(self, v: Validator, raw: Any) -> SchedulerSettings:
         if raw is None:
@@ -355,6 +390,8 @@ class _Loader:
             target = _parse_target(v, path + (i,), item, tiers, profiles, self.kinds)
             if target is not None:
                 out.append((target, v.where(path + (i, "name")), format_path(path + (i, "name"))))
+                if item.get("depends_on") is not None:
+                    self.depends[target.name] = topology.parse_names(v, path + (i, "depends_on"), item["depends_on"])
         return out
 
     def _check_duplicates(self, targets: list[tuple[Target, str, str]]) -> None:

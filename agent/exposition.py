@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 
 from agent import pgzip
 from agent.maintenance.calendar import Calendar
+from agent.suppression import SUPPRESSED_FAMILY, Suppressor
 from agent.store import CORE_FAMILIES, MetricsStore
 from common.textfmt import Family, escape, fmt
 from probes.base import Probe, ProbeKind
@@ -45,16 +46,19 @@ class AgentStatus:
     scheduler_stats: Callable[[], dict[str, Any]] | None = None
     tasks: int = 0  # asyncio tasks, sampled on the loop (all_tasks() is not safe from this thread)
     extra_lines: Callable[[list[str]], None] | None = None  # e.g. the http_sd sources' series
+    consensus_quorum: int = 0  # the config's consensus.quorum; 0 (majority) is not exported
 
 
 class Renderer:
     """The exposition text of a store, in pieces."""
 
     def __init__(self, store: MetricsStore, kinds: Mapping[str, ProbeKind], status: AgentStatus,
-                 probes: Mapping[str, Probe] | None = None, maintenance: Calendar | None = None) -> None:
+                 probes: Mapping[str, Probe] | None = None, maintenance: Calendar | None = None,
+                 suppressor: Suppressor | None = None) -> None:
         self.store, self.kinds, self.status = store, kinds, status
         self.probes = probes if probes is not None else {}  # filled as the agent opens them
         self.maintenance = maintenance  # windows active by the wall clock at render time
+        self.suppressor = suppressor  # parent and isolation suppression
 
     def chunks(self) -> Iterator[bytes]:
         """Pieces of a few MB at most, joined in C from the per-family rows.
@@ -68,12 +72,28 @@ class Renderer:
         for name, rows in list(store.kind_rows.items()):
             if rows and rows[0]:  # some target uses the kind
                 yield from _rows(tuple(f.header for f in self.kinds[name].families), rows)
-        if self.maintenance is not None:
-            yield self.maintenance.render()
+        yield from self._suppression()
         out: list[str] = []
         self._tiers(out)
         self._self(out)
         yield ("\n".join(out) + "\n").encode()
+
+    def _suppression(self) -> Iterator[bytes]:
+        """Maintenance, then lifeline_target_suppressed of every cause under one header, then
+        isolation; each only when configured, so an agent using none exports none of them."""
+        calendar, suppressor = self.maintenance, self.suppressor
+        windows = calendar is not None and bool(calendar.windows)
+        graph = suppressor is not None and bool(suppressor.graph.parents or suppressor.graph.anchors)
+        if windows:
+            yield calendar.render()
+        if windows or graph:
+            yield SUPPRESSED_FAMILY.header
+            if windows:
+                yield calendar.suppressed_lines()
+            if graph:
+                yield suppressor.suppressed_lines()
+        if suppressor is not None and suppressor.graph.anchors:
+            yield suppressor.render()
 
     def _tiers(self, out: list[str]) -> None:
         counts = self.store.count_by_tier()
@@ -115,6 +135,10 @@ class Renderer:
             out.extend(probe.collect())
         if st.extra_lines is not None:
             st.extra_lines(out)
+        if st.consensus_quorum:
+            Family("lifeline_consensus_quorum", "gauge",
+                   "Vantages that must see a target down before it pages critical (consensus.quorum).").lines(out)
+            out.append(f"lifeline_consensus_quorum {st.consensus_quorum}")
         Family("lifeline_build_info", "gauge", "Build information; value is always 1.").lines(out)
         out.append(f'lifeline_build_info{{version="{escape(st.version)}",'
                    f'python_version="{platform.python_version()}"}} 1')

@@ -8,6 +8,10 @@ cycles run at once: when the agent cannot keep up, P0 is served first and
 lower tiers wait. A job that falls a whole interval behind skips the missed
 cycles (counted) instead of bursting to catch up; a probe that raises is
 logged and counted as an ``internal`` failure, and the loop goes on.
+
+``run_now`` adds an extra cycle outside the schedule (a parent checked the moment a
+child fails, anchors confirming an isolation): it goes through the same ready queue
+and in-flight bound, leaves the job's phase alone, and reports no lag (-1).
 """
 
 from __future__ import annotations
@@ -36,11 +40,15 @@ Sink = Callable[[Any, str, ProbeResult, float], None]
 # Phase slots hold about this many cycles, are at most this wide, and at least one tick.
 CYCLES_PER_SLOT = 20
 PHASE_GRID_MAX = 0.05
+# An extra cycle is not started within this long of the job's last start: a thousand
+# children failing together ask for their parent once, not a thousand times.
+EXTRA_MIN_GAP = 1.0
+NO_LAG = -1.0  # the lag handed to the sink for an extra cycle
 
 
 class Job:
     __slots__ = ("target", "tier", "kind", "probe", "owner", "state", "interval", "due", "running", "cancelled",
-                 "key")
+                 "key", "started", "extra")
 
     def __init__(self, target: Target, tier: Tier, kind: str, probe: Probe, owner: Any, state: Any,
                  interval: float, now: float, grid: float = 0.0) -> None:
@@ -59,6 +67,8 @@ class Job:
             self.due += self.interval
         self.running = False
         self.cancelled = False
+        self.started = -math.inf  # loop time of the last start
+        self.extra = False  # an extra cycle is queued or running
 
 
 class Scheduler:
@@ -73,7 +83,7 @@ class Scheduler:
         self._loop = loop
         self._jobs: dict[tuple[str, str], Job] = {}
         self._timers: list[tuple[float, int, Job]] = []  # (due, seq, job)
-        self._ready: list[tuple[int, float, int, Job]] = []  # (priority, due, seq, job)
+        self._ready: list[tuple[int, float, int, Job, bool]] = []  # (priority, due, seq, job, extra)
         self._seq = itertools.count()
         self._in_flight = 0
         self._skipped: Counter[tuple[str, str]] = Counter()
@@ -149,10 +159,17 @@ class Scheduler:
             while timers and timers[0][0] <= now:
                 due, seq, job = heapq.heappop(timers)
                 if not job.cancelled:
-                    heapq.heappush(ready, (job.tier.priority, due, seq, job))
+                    heapq.heappush(ready, (job.tier.priority, due, seq, job, False))
             while ready and self._in_flight < self.max_in_flight:
-                _, due, _, job = heapq.heappop(ready)
-                if not job.cancelled:
+                _, due, _, job, extra = heapq.heappop(ready)
+                if job.cancelled:
+                    continue
+                if extra:
+                    if job.running or now - job.started < EXTRA_MIN_GAP:
+                        job.extra = False  # a cycle on its way or just done: its result will do
+                    else:
+                        self._start(job, NO_LAG, now)
+                else:
                     self._dispatch(job, due, now)
             self._waker = loop.create_future()
             # Wake on the engine's tick grid (agent/ticker.py): cycles due within
@@ -176,9 +193,33 @@ class Scheduler:
         job.due = due + job.interval
         heapq.heappush(self._timers, (job.due, next(self._seq), job))
         if job.running:
-            self._skipped[job.key] += 1  # the previous cycle is still running
+            if not job.extra:  # an extra cycle running now stands in for this one, not a skip
+                self._skipped[job.key] += 1  # the previous cycle is still running
             return
+        self._start(job, lag, now)
+
+    def run_now(self, name: str) -> int:
+        """Queue an extra cycle of each of target ``name``'s jobs; returns how many were queued.
+
+        A job already running, already queued for an extra cycle, or started within
+        EXTRA_MIN_GAP is left alone.
+        """
+        now = self.loop.time()
+        queued = 0
+        for kind in self.kinds:
+            job = self._jobs.get((name, kind))
+            if job is None or job.running or job.extra or now - job.started < EXTRA_MIN_GAP:
+                continue
+            job.extra = True
+            heapq.heappush(self._ready, (job.tier.priority, now, next(self._seq), job, True))
+            queued += 1
+        if queued:
+            self._wake()
+        return queued
+
+    def _start(self, job: Job, lag: float, now: float) -> None:
         job.running = True
+        job.started = now
         self._in_flight += 1
         # Probes that can run a cycle on callbacks (ICMP to a literal address) skip the
         # task and its coroutine chain: at 1,000 cycles/s that was ~10 % of the agent's CPU.
@@ -195,7 +236,7 @@ class Scheduler:
 
     def _finished(self, job: Job, lag: float, result: ProbeResult) -> None:
         """End of a callback-driven cycle; runs inside the probe's I/O callback, so it must not raise."""
-        job.running = False
+        job.running = job.extra = False
         self._in_flight -= 1
         if self._ready:
             self._wake()
@@ -215,7 +256,7 @@ class Scheduler:
             log.exception("probe_crashed", target=job.target.name, tier=job.target.tier, probe=job.kind)
             result = ProbeResult(ok=False, reason=REASON_INTERNAL, detail=type(exc).__name__)
         finally:
-            job.running = False
+            job.running = job.extra = False
             self._in_flight -= 1
             if self._ready:
                 self._wake()

@@ -6,6 +6,12 @@ process) makes the split the same in every process, on every machine and in
 every version, so any tool can reproduce it, and a target keeps its shard when
 others are added or removed. The whole file is still loaded and validated by
 every shard: an error anywhere refuses the start or the reload everywhere.
+
+A shard also probes the anchors and the parents (``depends_on``, transitively) of the
+targets it owns, wherever they hash: isolation and parent suppression are decided
+inside one agent, from its own probes. Such a target's series then come from each
+shard that probes it (different ``instance``); Alertmanager's grouping by site makes
+one notification of its alerts.
 """
 
 from __future__ import annotations
@@ -39,7 +45,16 @@ class Shard:
         """``config`` with only this shard's targets; tiers, digest and settings unchanged."""
         if self.count == 1:
             return config
-        return replace(config, targets=tuple(t for t in config.targets if self.owns(t.name)))
+        graph = config.graph()
+        keep = {t.name for t in config.targets if self.owns(t.name)}
+        todo = [*keep, *graph.anchors]
+        keep.update(graph.anchors)
+        while todo:
+            for parent in graph.parents.get(todo.pop(), ()):
+                if parent not in keep:
+                    keep.add(parent)
+                    todo.append(parent)
+        return replace(config, targets=tuple(t for t in config.targets if t.name in keep))
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

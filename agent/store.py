@@ -47,15 +47,16 @@ class TargetState:
     __slots__ = ("target", "key", "up_key", "info", "up", "failing", "success", "last_run",
                  "failures", "durations", "tls", "kinds", "index", "slots", "reasons", "since", "history")
 
-    def __init__(self, target: Target, kinds: dict[str, Any]) -> None:
+    def __init__(self, target: Target, kinds: dict[str, Any], extra: tuple[tuple[str, str], ...] = ()) -> None:
         self.target = target
         # Label sets encoded once: bytes %-formatting per result costs half of f-strings per line.
-        self.key = labels((("target", target.name), ("tier", target.tier))).encode()
-        self.up_key = labels((("target", target.name), ("tier", target.tier), ("category", target.category),
+        # ``extra``: labels on every target series (``vantage`` when the agent runs with --vantage).
+        self.key = labels((("target", target.name), ("tier", target.tier), *extra)).encode()
+        self.up_key = labels((("target", target.name), ("tier", target.tier), *extra, ("category", target.category),
                               ("site", target.site))).encode()
         self.info = b"lifeline_target_info{%s} 1\n" % labels(
-            (("target", target.name), ("tier", target.tier), ("category", target.category), ("site", target.site),
-             ("address", target.address), *target.labels)).encode()
+            (("target", target.name), ("tier", target.tier), *extra, ("category", target.category),
+             ("site", target.site), ("address", target.address), *target.labels)).encode()
         self.up: int | None = None  # 1 when every probe's last cycle succeeded
         self.failing = 0  # failed cycles in a row since the target was last up
         self.success: dict[str, int] = {}
@@ -147,8 +148,10 @@ class TargetState:
 class MetricsStore:
     """Targets' state and per-family rows of their formatted lines; the scheduler feeds it results."""
 
-    def __init__(self, kinds: Mapping[str, ProbeKind], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, kinds: Mapping[str, ProbeKind], clock: Callable[[], float] = time.time,
+                 extra: tuple[tuple[str, str], ...] = ()) -> None:
         self.kinds = kinds
+        self.extra = extra  # labels on every target series, e.g. (("vantage", "putuo"),)
         self.targets: dict[str, TargetState] = {}
         self.tiers: dict[str, Tier] = {}
         self.lag: dict[str, Histogram] = {}
@@ -173,7 +176,7 @@ class MetricsStore:
             carried = old if target.name in plan.changed and old is not None else None
             kinds = {k: self.kinds[k].new_state(target, carried.kinds.get(k) if carried else None)
                      for k in target.probes}
-            state = TargetState(target, kinds)
+            state = TargetState(target, kinds, self.extra)
             if carried is not None:
                 state.carry(carried)
             fresh[target.name] = state
@@ -211,10 +214,11 @@ class MetricsStore:
         for row, fragment in zip(self.kind_rows[kind], owner.fragments(kstate, state.key)):
             row[slot] = fragment
         tier = state.target.tier
-        lag_hist = self.lag.get(tier)
-        if lag_hist is None:  # not setdefault(): that built a throw-away Histogram per result
-            lag_hist = self.lag[tier] = Histogram(LAG_BUCKETS)
-        lag_hist.observe(max(lag, 0.0))
+        if lag >= 0:  # an extra cycle (scheduler.run_now) had no due time: no lag to count
+            lag_hist = self.lag.get(tier)
+            if lag_hist is None:  # not setdefault(): that built a throw-away Histogram per result
+                lag_hist = self.lag[tier] = Histogram(LAG_BUCKETS)
+            lag_hist.observe(lag)
         key = (tier, kind)
         hist = self.cycle.get(key)
         if hist is None:

@@ -8,9 +8,13 @@ per-target block. The agent never looks inside either.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# Target names: also used in dependency lists and anchors, so one pattern for all of them.
+TARGET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,8 +123,8 @@ targets:
   - {<<: *hospital, name: b, address: 127.0.0.2, site: dinghai}
 """)
     # 'defaults' is not a known key: anchors must live inside known keys or a targets file.
-    assert _errors(path) == [f"{path}:2: defaults: unknown key; allowed: dns, maintenance, reload, scheduler, "
-                             "sd_cache_dir, snmp_profiles, targets, targets_files, targets_http, targets_sd_files, "
+    assert _errors(path) == [f"{path}:2: defaults: unknown key; allowed: anchors, consensus, dns, maintenance, reload, scheduler, "
+                             "sd_cache_dir, sites, snmp_profiles, targets, targets_files, targets_http, targets_sd_files, "
                              "tiers"]
     path = _write(tmp_path, """
 targets:

@@ -21,6 +21,7 @@ from agent.maintenance import recurrence
 from agent.maintenance.calendar import Calendar
 from agent.maintenance.model import Scope, parse_windows
 from agent.status import StatusBoard
+from agent.suppression import SUPPRESSED_FAMILY
 from common.errors import ConfigInvalid
 from common.validate import Validator
 from common.yamlsrc import parse
@@ -69,6 +70,11 @@ maintenance:
     timezone: Asia/Shanghai
 """
 
+
+
+def _metrics(cal: Calendar, now: float) -> str:
+    """What the exposition writes for the calendar: its families and the suppressed lines."""
+    return (cal.render(now) + SUPPRESSED_FAMILY.header + cal.suppressed_lines(now)).decode()
 
 def _load(tmp_path: Path, text: str) -> config_mod.Config:
     path = tmp_path / "lifeline.yaml"
@@ -121,7 +127,7 @@ def test_issue_example(tmp_path):
     reboot = cfg.maintenance[1]
     # Tuesdays 02:00 Shanghai = Monday 18:00Z, for 30 minutes.
     assert _starts(reboot, "2026-11-23T00:00:00+00:00", 2) == ["2026-11-23T18:00Z", "2026-11-30T18:00Z"]
-    text = cal.render(_t("2026-11-24T02:15:00+08:00").timestamp()).decode()
+    text = _metrics(cal, _t("2026-11-24T02:15:00+08:00").timestamp())
     assert value(text, "lifeline_maintenance_active", target="cam-1", tier="P3") == 1
     assert value(text, "lifeline_maintenance_active", target="dinghai-telecom", tier="P1") == 0
     assert value(text, "lifeline_target_suppressed", target="cam-1", tier="P3", cause="maintenance") == 1
@@ -285,7 +291,7 @@ def test_calendar_series_and_notes(tmp_path):
     cal.apply(cfg.maintenance, cfg.targets)
     # Saturday 2026-12-05 02:30 Shanghai: the weekly window is on, the cutover long over.
     now = _t("2026-12-05T02:30:00+08:00").timestamp()
-    text = cal.render(now).decode()
+    text = _metrics(cal, now)
     assert value(text, "lifeline_maintenance_active", target="dinghai-telecom", tier="P1") == 1
     assert value(text, "lifeline_maintenance_active", target="dinghai-unicom") == 0
     assert value(text, "lifeline_maintenance_active", target="putuo-hospital-fever-clinic") == 0
@@ -306,7 +312,7 @@ def test_calendar_series_and_notes(tmp_path):
     assert cal.notes(now) == dict.fromkeys(("dinghai-telecom", "dinghai-unicom", "shenjiamen-cam"),
                                            "monthly-berlin")
     # The end is exclusive: at 04:00 Shanghai the weekly window is over.
-    text = cal.render(_t("2026-12-05T04:00:00+08:00").timestamp()).decode()
+    text = _metrics(cal, _t("2026-12-05T04:00:00+08:00").timestamp())
     assert value(text, "lifeline_maintenance_active", target="dinghai-telecom") == 0
     assert "lifeline_target_suppressed{" not in text
 
@@ -318,7 +324,7 @@ def test_series_only_for_targets_under_a_window():
     cal = Calendar()
     cal.apply(parse_windows(Validator(doc), doc.data, (), kit.StoreKit(under, other).store.tiers), [under, other])
     for at, active in (("2026-12-01T01:00:00Z", 0), ("2026-12-01T03:00:00Z", 1)):
-        text = cal.render(_t(at).timestamp()).decode()
+        text = _metrics(cal, _t(at).timestamp())
         assert value(text, "lifeline_maintenance_active", target="under", tier="P0") == active
         assert value(text, "lifeline_target_suppressed", target="under", tier="P0",
                      cause="maintenance") == (1 if active else None)

@@ -168,3 +168,34 @@ def test_lag_is_reported_to_the_sink(interval):
         return lags
     lags = asyncio.run(main())
     assert all(0 <= lag < interval for lag in lags)
+
+
+def test_run_now_adds_one_extra_cycle_without_moving_the_schedule():
+    async def main():
+        gate = asyncio.Event()
+        results: list[tuple[str, float]] = []
+
+        async def behaviour(target):
+            await gate.wait()
+            return ProbeResult(ok=True)
+
+        probe = FakeProbe(behaviour)
+        sched = TestScheduler({"icmp": probe}, lambda owner, kind, result, lag: results.append((kind, lag)))
+        sched.apply_config(_config([_target("router"), _target("cam")], interval=60.0))
+        runner = asyncio.create_task(sched.run())
+        job = sched._jobs[("router", "icmp")]
+        due = job.due
+        assert sched.run_now("router") == 1
+        assert sched.run_now("router") == 0  # already queued: a second ask adds nothing
+        await _until(lambda: probe.started == ["router"])
+        assert sched.run_now("router") == 0  # running: its result will answer
+        gate.set()
+        await _until(lambda: len(results) == 1)
+        assert results == [("icmp", -1.0)]  # an extra cycle has no lag to count
+        assert sched.run_now("router") == 0  # started within EXTRA_MIN_GAP
+        assert job.due == due  # the phase is untouched
+        assert sched.run_now("nobody") == 0
+        assert sched.stats()["skipped"] == {}
+        await sched.stop()
+        runner.cancel()
+    asyncio.run(main())

@@ -22,9 +22,6 @@ from common.textfmt import Family, escape, labels
 ACTIVE_TARGET_FAMILY = Family("lifeline_maintenance_active", "gauge",
                               "1 while a maintenance window covering the target is active, else 0 (present for "
                               "every target some window covers); probing goes on.")
-SUPPRESSED_FAMILY = Family("lifeline_target_suppressed", "gauge",
-                           "Present (value 1) only while the target's alerts are suppressed, like ALERTS; cause "
-                           "says why (maintenance: an active maintenance window covers it).")
 INFO_FAMILY = Family("lifeline_maintenance_window_info", "gauge", "A configured maintenance window (value 1).")
 ACTIVE_FAMILY = Family("lifeline_maintenance_window_active", "gauge", "1 while the maintenance window is active.")
 COVERED_FAMILY = Family("lifeline_maintenance_window_targets", "gauge",
@@ -60,14 +57,16 @@ class Calendar:
         self._clock = clock
         self._setup = _Setup((), (), (), (), (), ())
         self._spans: dict[str, _Span] = {}
-        self._bodies: dict[frozenset[str], bytes] = {}
+        self._bodies: dict[frozenset[str], tuple[bytes, bytes]] = {}
         self._lock = threading.Lock()  # renders of /metrics and /status.json come from HTTP threads
 
-    def apply(self, windows: Iterable[Window], targets: Iterable[Target]) -> None:
+    def apply(self, windows: Iterable[Window], targets: Iterable[Target],
+              extra: tuple[tuple[str, str], ...] = ()) -> None:
+        """``extra``: labels every target series carries besides target and tier (``vantage``)."""
         windows, targets = tuple(windows), tuple(targets)
         covered = tuple(tuple(t.name for t in targets if w.scope.covers(t)) for w in windows)
         under = {name for names in covered for name in names}
-        keys = [labels((("target", t.name), ("tier", t.tier))).encode() for t in targets if t.name in under]
+        keys = [labels((("target", t.name), ("tier", t.tier), *extra)).encode() for t in targets if t.name in under]
         setup = _Setup(windows=windows, covered=covered,
                        names=tuple(t.name for t in targets if t.name in under),
                        zero=tuple(b"lifeline_maintenance_active{%s} 0\n" % k for k in keys),
@@ -119,29 +118,37 @@ class Calendar:
                 out.setdefault(name, window.name)
         return out
 
-    def render(self, now: float | None = None) -> bytes:
-        """The maintenance families; nothing when no window is configured.
+    def _bodies_at(self, now: float) -> tuple[list[_Span], frozenset[str], tuple[bytes, bytes]]:
+        """Spans, active window names, and (lifeline_maintenance_active lines, suppressed lines)."""
+        setup = self._setup
+        spans = [self.span(w, now) for w in setup.windows]
+        active = frozenset(w.name for w, s in zip(setup.windows, spans) if s.current is not None)
+        bodies = self._bodies.get(active)
+        if bodies is None:
+            covered = {name for w, c in zip(setup.windows, setup.covered) if w.name in active for name in c}
+            rows = tuple(zip(setup.names, setup.zero, setup.one, setup.suppressed))
+            bodies = (b"".join([one if name in covered else zero for name, zero, one, _ in rows]),
+                      b"".join([line for name, _, _, line in rows if name in covered]))
+            if len(self._bodies) > 64:  # many windows flipping: keep the cache bounded
+                self._bodies.clear()
+            self._bodies[active] = bodies
+        return spans, active, bodies
 
-        lifeline_target_suppressed is rendered here as long as maintenance is its only cause;
-        the later causes (parent, isolated) must join this family rather than add a second header.
-        """
+    def suppressed_lines(self, now: float | None = None) -> bytes:
+        """lifeline_target_suppressed{cause="maintenance"} lines, without the family header (the
+        exposition writes one header for every cause, agent/suppression.py has the others)."""
+        if not self._setup.windows:
+            return b""
+        return self._bodies_at(self._clock() if now is None else now)[2][1]
+
+    def render(self, now: float | None = None) -> bytes:
+        """The maintenance families; nothing when no window is configured."""
         now = self._clock() if now is None else now
         setup = self._setup
         if not setup.windows:
             return b""
-        spans = [self.span(w, now) for w in setup.windows]
-        active = frozenset(w.name for w, s in zip(setup.windows, spans) if s.current is not None)
-        body = self._bodies.get(active)
-        if body is None:
-            covered = {name for w, c in zip(setup.windows, setup.covered) if w.name in active for name in c}
-            rows = tuple(zip(setup.names, setup.zero, setup.one, setup.suppressed))
-            body = (ACTIVE_TARGET_FAMILY.header
-                    + b"".join([one if name in covered else zero for name, zero, one, _ in rows])
-                    + SUPPRESSED_FAMILY.header
-                    + b"".join([line for name, _, _, line in rows if name in covered]))
-            if len(self._bodies) > 64:  # many windows flipping: keep the cache bounded
-                self._bodies.clear()
-            self._bodies[active] = body
+        spans, active, (body, _) = self._bodies_at(now)
+        body = ACTIVE_TARGET_FAMILY.header + body
         out: list[str] = []
         INFO_FAMILY.lines(out)
         out.extend(f'lifeline_maintenance_window_info{{window="{escape(w.name)}"}} 1' for w in setup.windows)

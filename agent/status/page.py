@@ -108,7 +108,7 @@ function render(d) {
       <span class="muted">${esc(t.category)} &middot; ${esc(t.address)}</span></td><td>${esc(t.site)}</td>
       <td class="hide-narrow">${esc(t.labels.circuit_id)}</td>
       <td class="hide-narrow">${esc(t.labels.carrier)}<br><span class="muted">${esc(t.labels.contact)}</span></td>
-      <td>${what}${t.maintenance ? `<br><span class="muted">in maintenance: ${esc(t.maintenance)}</span>` : ""}</td><td>${t.since ? `${ago(t.since)}<br><span class="muted">${local(t.since)}</span>` : ""}</td>
+      <td>${what}${t.maintenance ? `<br><span class="muted">in maintenance: ${esc(t.maintenance)}</span>` : ""}${t.explained ? `<br><span class="muted">no page: ${esc(t.explained.detail)}</span>` : ""}</td><td>${t.since ? `${ago(t.since)}<br><span class="muted">${local(t.since)}</span>` : ""}</td>
       <td class="hide-narrow muted">${hist}</td></tr>`;
   }).join("") : `<tr><td colspan="9">${badge("up")} Every target answers.</td></tr>`;
   const tiers = d.tiers.map(t => t.tier);

@@ -10,7 +10,8 @@ Schema (documented in README, "Status page"):
 ``{"generated_at", "data_as_of", "agent": {...}, "tiers": [...], "sites": [...], "targets": [...]}``;
 a target is ``{"target", "tier", "site", "category", "address", "state": "up"|"down"|"degraded"|"unknown",
 "since", "failing": [{"probe", "reason"}], "degraded": str|null, "maintenance": str|null (the active
-maintenance window covering it; the state stays what the probes say), "labels": {...}, "history": [...]}``.
+maintenance window covering it; the state stays what the probes say), "explained": {"cause": "parent"|
+"isolated", "detail"}|null (a failure agent/suppression.py explains: no page), "labels": {...}, "history": [...]}``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from agent.exposition import AgentStatus
 from agent.maintenance.calendar import Calendar
 from agent.store import MetricsStore
+from agent.suppression import Suppressor
 from probes.base import ProbeKind
 
 STATE_ORDER = {"down": 0, "degraded": 1, "unknown": 2, "up": 3}
@@ -45,9 +47,10 @@ class StatusBoard:
 
     def __init__(self, store: MetricsStore, kinds: Mapping[str, ProbeKind], status: AgentStatus,
                  min_age: float = 2.0, clock: Callable[[], float] = time.time,
-                 maintenance: Calendar | None = None) -> None:
+                 maintenance: Calendar | None = None, suppressor: Suppressor | None = None) -> None:
         self.store, self.kinds, self.status = store, kinds, status
         self.maintenance = maintenance
+        self.suppressor = suppressor
         self.min_age = min_age
         self._clock = clock
         self._lock = threading.Lock()
@@ -81,6 +84,7 @@ class StatusBoard:
         cache, fresh = self._rows, {}
         last_run = 0.0
         notes = self.maintenance.notes(now) if self.maintenance is not None else {}
+        explained = self.suppressor.notes() if self.suppressor is not None else {}
         suppressed: dict[str, dict[str, int]] = {}  # tier -> cause -> targets down or degraded but explained
         for state in list(store.targets.values()):
             target = state.target
@@ -96,12 +100,15 @@ class StatusBoard:
             counts.setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
             sites.setdefault(target.site, {}).setdefault(target.tier, dict.fromkeys(STATE_ORDER, 0))[status] += 1
             note = notes.get(target.name)
-            if note is not None and status in ("down", "degraded"):
-                by_cause = suppressed.setdefault(target.tier, {})
-                by_cause["maintenance"] = by_cause.get("maintenance", 0) + 1
-            key = (target, status, state.since, len(state.history or ()), tuple(state.reasons.items()), degraded, note)
+            why = explained.get(target.name)
+            for cause, present in (("maintenance", note), (why and why[0], why)):
+                if present is not None and status in ("down", "degraded"):
+                    by_cause = suppressed.setdefault(target.tier, {})
+                    by_cause[cause] = by_cause.get(cause, 0) + 1
+            key = (target, status, state.since, len(state.history or ()), tuple(state.reasons.items()), degraded, note,
+                   why)
             hit = cache.get(target.name)
-            row = hit[1] if hit is not None and hit[0] == key else self._row(state, status, degraded, note)
+            row = hit[1] if hit is not None and hit[0] == key else self._row(state, status, degraded, note, why)
             fresh[target.name] = (key, row)
             if problems_only and status == "up":
                 continue
@@ -123,13 +130,16 @@ class StatusBoard:
         text = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode()
         return text[:-len(b"null}")] + b"[" + b",".join(r for _, r in rows) + b"]}"
 
-    def _row(self, state: Any, status: str, degraded: str | None, maintenance: str | None = None) -> bytes:
+    def _row(self, state: Any, status: str, degraded: str | None, maintenance: str | None = None,
+             explained: tuple[str, str] | None = None) -> bytes:
         target = state.target
         return json.dumps({
             "target": target.name, "tier": target.tier, "site": target.site, "category": target.category,
             "address": target.address, "probes": list(target.probes), "state": status, "since": _iso(state.since),
             "failing": [{"probe": k, "reason": r} for k, r in list(state.reasons.items())],
-            "degraded": degraded, "maintenance": maintenance, "labels": dict(target.labels),
+            "degraded": degraded, "maintenance": maintenance,
+            "explained": {"cause": explained[0], "detail": explained[1]} if explained else None,
+            "labels": dict(target.labels),
             "history": [{"at": _iso(at), "state": "up" if up else "down",
                          "failing": [dict(zip(("probe", "reason"), f.split(":", 1))) for f in failing]}
                         for at, up, failing in list(state.history or ())],
@@ -151,5 +161,8 @@ class StatusBoard:
             problems.append(f"{sched['queued']} probe cycles waiting for a free slot")
         if last_run and now - last_run > 120:
             problems.append(f"no probe result for {now - last_run:.0f}s: the data below is stale")
+        if self.suppressor is not None and self.suppressor.isolated:
+            problems.append("probe site isolated: every anchor is down, so the targets' failures below say "
+                            "nothing about them")
         return {"version": st.version, "healthy": not problems, "problems": problems,
                 "config_reload_ok": st.reload_ok, "targets": len(self.store.targets)}
