@@ -264,8 +264,10 @@ def noc_overview() -> dict:
             f"* on (job, instance, target, tier) group_left (site, category) lifeline_target_info{{{SEL}}}",
             instant=True, fmt="table")],
             description="Targets whose alerts are suppressed right now, and why (cause): maintenance is an active "
-                        "maintenance window of the agent's config; parent and isolated come later. Probing goes on; "
-                        "a target still down when its suppression ends pages at once.",
+                        "maintenance window of the agent's config; parent means a target it depends_on is down (or "
+                        "has just recovered and this one's fresh probe is not in yet); isolated means every anchor "
+                        "of that agent is down, so its probe site is cut off. Probing goes on; a target still down "
+                        "when its suppression ends pages at once.",
             transformations=table_transform({}, exclude=("Value", "__name__"),
                                              order=("cause", "tier", "target", "site", "category", "instance")),
             overrides=[target_link()], options={"showHeader": True, "cellHeight": "sm"}),
@@ -297,6 +299,24 @@ def noc_overview() -> dict:
         panel("table", "Agent versions", (16, 51, 8, 6), [query(
             'lifeline_build_info{instance=~"$instance"}', instant=True, fmt="table")],
             transformations=table_transform({}, exclude=("Value", "__name__"))),
+        panel("stat", "Probe site (anchors)", (0, 57, 8, 5), [query(
+            'lifeline_agent_isolated{instance=~"$instance"}', instant=True, legend="{{instance}}")],
+            description="ISOLATED: every anchor of the agent failed twice in a row; one page says so and its "
+                        "targets' failures are suppressed (cause isolated). No value: the agent has no anchors.",
+            defaults={"mappings": [{"type": "value", "options": {
+                "0": {"text": "connected", "color": "green", "index": 0},
+                "1": {"text": "ISOLATED", "color": "red", "index": 1}}}]},
+            options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
+                     "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+        panel("table", "Anchors", (8, 57, 8, 5), [query(
+            'lifeline_anchor_up{instance=~"$instance"}', instant=True, fmt="table")],
+            transformations=table_transform({"Value": "up"}, exclude=("__name__", "job"))),
+        panel("table", "Seen down from one vantage only (multi-vantage consensus)", (16, 57, 8, 5), [query(
+            'ALERTS{alertstate="firing",alertname="LifelineTargetDownFromVantage"}', instant=True, fmt="table")],
+            description="Targets one probe site sees down while the other vantages still reach them: that "
+                        "site's path, not the circuit. Empty without --vantage.",
+            transformations=table_transform({}, exclude=("Value", "__name__", "alertstate", "alertname", "team")),
+            overrides=[target_link()], options={"showHeader": True, "cellHeight": "sm"}),
     ]
     return dashboard("lifeline-noc", "Lifeline NOC overview",
                      "Tier status at a glance; down and degraded circuits first, P0 on top.",

@@ -97,7 +97,9 @@ def test_alert_labels_and_annotations(rule):
     assert {"summary", "runbook"} <= set(notes), "on-call needs a summary and a one-line runbook"
     assert "\n" not in notes["runbook"]
     # Severity is either fixed on the rule or taken from the tier in the expression.
-    from_tier = re.search(r"group_left \(severity\) lifeline_tier(_info|:degraded_severity:info)", rule["expr"])
+    # (The consensus alert takes it over every agent: max by (tier, severity) (lifeline_tier_info).)
+    from_tier = re.search(r"group_left \(severity\) (max by \(tier, severity\) \()?"
+                          r"lifeline_tier(_info|:degraded_severity:info)", rule["expr"])
     assert bool(from_tier) != ("severity" in labels), "exactly one source of severity"
     if "severity" in labels:
         assert labels["severity"] in ("critical", "warning", "info")
