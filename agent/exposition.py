@@ -125,6 +125,13 @@ class Renderer:
         skipped = {**dict.fromkeys(store.in_use, 0), **sched.get("skipped", {})}
         out.extend(f'lifeline_scheduler_skipped_cycles_total{{tier="{escape(t)}",probe="{k}"}} {n}'
                    for (t, k), n in sorted(skipped.items()))
+        extra = sched.get("extra", {})
+        if extra:  # only once some dependency or anchor asked for one: most agents never do
+            Family("lifeline_scheduler_extra_cycles_total", "counter",
+                   "Cycles run outside the schedule: a parent or an anchor checked at once after a failure, "
+                   "children re-checked after their parent recovered.").lines(out)
+            out.extend(f'lifeline_scheduler_extra_cycles_total{{tier="{escape(t)}",probe="{k}"}} {n}'
+                       for (t, k), n in sorted(extra.items()))
         Family("lifeline_scheduler_in_flight", "gauge", "Probe cycles running now.").lines(out)
         out.append(f"lifeline_scheduler_in_flight {sched.get('in_flight', 0)}")
         Family("lifeline_scheduler_queued", "gauge", "Due cycles waiting for a free slot.").lines(out)

@@ -87,6 +87,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._in_flight = 0
         self._skipped: Counter[tuple[str, str]] = Counter()
+        self._extra: Counter[tuple[str, str]] = Counter()  # extra cycles started, by (tier, kind)
         self._waker: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -99,7 +100,7 @@ class Scheduler:
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": self._in_flight, "queued": len(self._ready), "skipped": dict(self._skipped),
-                "jobs": len(self._jobs)}
+                "extra": dict(self._extra), "jobs": len(self._jobs)}
 
     def apply(self, plan: Plan, owners: Mapping[str, Any]) -> None:
         """Follow ``plan``: its removed jobs stop, its kept jobs keep their schedule, its added ones start.
@@ -168,6 +169,7 @@ class Scheduler:
                     if job.running or now - job.started < EXTRA_MIN_GAP:
                         job.extra = False  # a cycle on its way or just done: its result will do
                     else:
+                        self._extra[job.key] += 1
                         self._start(job, NO_LAG, now)
                 else:
                     self._dispatch(job, due, now)

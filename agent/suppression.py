@@ -18,9 +18,11 @@ children are probed at once, so a child dead for its own reason pages even while
 parent flaps.
 
 Extra cycles (``Scheduler.run_now``): a target's first failure probes its parents and
-the anchors at once rather than at their next turn; an anchor's first failure probes
-every anchor (two failed cycles confirm isolation within about one timeout); a parent's
-recovery and the end of an isolation re-probe the targets they were explaining.
+the anchors at once rather than at their next turn, and each later result of a child
+explained by a down parent asks that parent again (its recovery is seen at the child's
+pace); an anchor's first failure probes every anchor (two failed cycles confirm
+isolation within about one timeout); a parent's recovery and the end of an isolation
+re-probe the targets they were explaining.
 """
 
 from __future__ import annotations
@@ -98,6 +100,13 @@ class Suppressor:
                 self._run_now(parent)
             for anchor in self._anchors:
                 self._run_now(anchor)
+        elif self.causes.get(name, ("",))[0] == PARENT:
+            # Explained by a parent that is down: each of the child's results asks it again, so its
+            # recovery is seen within about a child interval, not at its own (maybe slow) turn.
+            # The scheduler's EXTRA_MIN_GAP bounds this to about one cycle a second per parent.
+            for parent in self.graph.parents.get(name, ()):
+                if (ps := self._states.get(parent)) is not None and ps.up == 0:
+                    self._run_now(parent)
         if name in self._was_up:
             was, now = self._was_up[name], state.up
             if was != now:

@@ -195,7 +195,7 @@ def test_run_now_adds_one_extra_cycle_without_moving_the_schedule():
         assert sched.run_now("router") == 0  # started within EXTRA_MIN_GAP
         assert job.due == due  # the phase is untouched
         assert sched.run_now("nobody") == 0
-        assert sched.stats()["skipped"] == {}
+        assert sched.stats()["skipped"] == {} and sched.stats()["extra"] == {("P3", "icmp"): 1}
         await sched.stop()
         runner.cancel()
     asyncio.run(main())
