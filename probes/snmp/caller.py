@@ -31,7 +31,7 @@ class Batch:
 class Caller:
     """Requests for one target in one poll, hiding the v1/v2c vs v3 transport.
 
-    ``v3`` returns the (lazily built) v3 client, so agents without v3 targets never load pysnmp.
+    ``v3`` returns the (lazily built) v3 client, so agents without v3 targets never load its crypto.
     """
 
     __slots__ = ("udp", "v3", "settings", "host", "timeout", "retries", "v1", "_community", "_code")
@@ -47,8 +47,8 @@ class Caller:
     async def call(self, pdu_type: int, batch: Batch, max_repetitions: int = 0) -> Response:
         s = self.settings
         if self._code is None:
-            return await self.v3().request(s, self.host, s.port, pdu_type, batch.contents,
-                                           self.timeout, self.retries, max_repetitions)
+            return await self.v3().request(s, self.host, s.port, pdu_type, batch, self.timeout, self.retries,
+                                           max_repetitions)
         if pdu_type == GETBULK and self.v1:
             pdu_type, max_repetitions = GETNEXT, 0
         return await self.udp.request(self.host, s.port, self._code, self._community, pdu_type,

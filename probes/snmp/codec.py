@@ -6,7 +6,7 @@ would put 1000 devices at 60 s above a quarter core and ~20x over the Go
 snmp_exporter. This codec handles only the few shapes a poller needs, keeps
 OIDs as their encoded bytes (prefix checks are ``bytes.startswith``), and turns
 every inconsistency in a received datagram into ``Malformed`` so hostile input
-can never raise anything else. SNMPv3 still goes through pysnmp (``snmp_v3``).
+can never raise anything else. SNMPv3 messages wrap the same PDUs (``v3msg``).
 """
 
 from __future__ import annotations
@@ -109,11 +109,17 @@ def varbind_null(content: bytes) -> bytes:
     return _tlv(_SEQ, _tlv(_OID, content) + b"\x05\x00")
 
 
+def encode_pdu(pdu_type: int, request_id: int, varbinds: bytes, non_repeaters: int = 0,
+               max_repetitions: int = 0) -> bytes:
+    """One PDU; ``varbinds`` is the concatenation of ``varbind_null`` outputs."""
+    a, b = (non_repeaters, max_repetitions) if pdu_type == GETBULK else (0, 0)
+    return _tlv(pdu_type, _int(request_id) + _int(a) + _int(b) + _tlv(_SEQ, varbinds))
+
+
 def encode_request(version: int, community: bytes, pdu_type: int, request_id: int,
                    varbinds: bytes, non_repeaters: int = 0, max_repetitions: int = 0) -> bytes:
-    """Whole message; ``varbinds`` is the concatenation of ``varbind_null`` outputs."""
-    a, b = (non_repeaters, max_repetitions) if pdu_type == GETBULK else (0, 0)
-    pdu = _tlv(pdu_type, _int(request_id) + _int(a) + _int(b) + _tlv(_SEQ, varbinds))
+    """Whole v1/v2c message around ``encode_pdu``."""
+    pdu = encode_pdu(pdu_type, request_id, varbinds, non_repeaters, max_repetitions)
     return _tlv(_SEQ, _int(version) + _tlv(_OCTETS, community) + pdu)
 
 
@@ -178,7 +184,11 @@ def _decode(data: bytes) -> Response:
     tag, start, pos = _header(data, pos, end)
     if tag != _OCTETS:
         raise Malformed("expected community")
-    community = data[start:pos]
+    return decode_pdu(data, pos, end, version, data[start:pos])
+
+
+def decode_pdu(data: bytes, pos: int, end: int, version: int, community: bytes) -> Response:
+    """The PDU starting at ``pos`` (also the payload of an SNMPv3 scopedPDU); raises Malformed."""
     pdu_type, pos, end = _header(data, pos, end)
     if pdu_type not in (RESPONSE, GET, GETNEXT, GETBULK, 0xA3, 0xA4, 0xA6, 0xA7, 0xA8):
         raise Malformed("unknown PDU type")

@@ -7,8 +7,8 @@ Interface indexes come from a GETBULK walk of ifDescr/ifName/ifAlias, redone
 when the device reboots, when ifNumber or ifTableLastChange move, when an
 interface vanishes, and every ``REDISCOVER_EVERY`` polls (aliases change).
 
-v1/v2c go through our own codec and one shared socket (``transport``); v3
-through pysnmp's engine (``v3``). What a target's polls remember (last uptime,
+Every version goes through our own codec and one shared socket
+(``transport``); v3 adds the user-based security model (``v3``, ``usm``). What a target's polls remember (last uptime,
 interface plan) is its ``SnmpState``, owned by the agent with the target.
 """
 
@@ -73,7 +73,7 @@ class SnmpProbe(Probe):
         self._budget_ratio = budget_ratio
 
     async def start(self) -> None:
-        """Sockets and the v3 engine are created on first use, on the running loop."""
+        """Sockets and the v3 client are created on first use, on the running loop."""
 
     async def close(self) -> None:
         await self._udp.close()
@@ -175,7 +175,7 @@ class SnmpProbe(Probe):
         if self._v3 is None:
             from probes.snmp.v3 import V3Client
 
-            self._v3 = (self._v3_factory or V3Client)()
+            self._v3 = (self._v3_factory or V3Client)(self._udp)
         return self._v3
 
     def _log_change(self, target: Target, state: SnmpState, result: SnmpResult) -> None:

@@ -1,4 +1,9 @@
-"""One UDP socket per address family for every v1/v2c request, demultiplexed by request id.
+"""One UDP socket per address family for every SNMP request, demultiplexed by request id.
+
+v1/v2c replies are matched on their request-id; SNMPv3 replies on their
+msgID, which is in the clear (the request-id sits in the encrypted scopedPDU),
+and the v3 client's ``accept`` then checks and opens them (``v3``). Both
+share the id counter, the timers and the ICMP error handling below.
 
 A reply is accepted only if it comes from the address the request went to,
 carries a pending request id and the same SNMP version; anything else is
@@ -31,6 +36,8 @@ from common.errqueue import EXTENDED_ERR, offender_address
 from probes.base import (REASON_INTERNAL, REASON_MALFORMED, REASON_REFUSED, REASON_SEND, REASON_TIMEOUT,
                          REASON_UNREACHABLE)
 from probes.snmp.codec import RESPONSE, Malformed, Response, decode, encode_request
+from probes.snmp.v3msg import V3Message, is_v3
+from probes.snmp.v3msg import parse as parse_v3
 
 RCVBUF = 4 * 1024 * 1024
 MAX_DATAGRAM = 65535
@@ -76,7 +83,7 @@ def normalize(host: str) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    future: asyncio.Future[Response]
+    future: asyncio.Future[Any]
     addr: tuple[str, int]
     message: bytes
     version: int
@@ -84,6 +91,7 @@ class _Pending:
     retries_left: int
     timer: asyncio.TimerHandle | None = None
     malformed: bool = False
+    accept: Callable[[V3Message], Any] | None = None  # SNMPv3: checks and opens the reply
 
 
 @dataclass
@@ -145,16 +153,30 @@ class SnmpUdpClient:
                       varbinds: bytes, timeout: float, retries: int, non_repeaters: int = 0,
                       max_repetitions: int = 0) -> Response:
         """One request with retries; raises SnmpFailure (timeout, malformed, refused, unreachable, send_error)."""
+        return await self._exchange(host, port, version, timeout, retries, None, lambda rid: encode_request(
+            version, community, pdu_type, rid, varbinds, non_repeaters, max_repetitions))
+
+    async def exchange_v3(self, host: str, port: int, build: Callable[[int], bytes],
+                          accept: Callable[[V3Message], Any], timeout: float, retries: int) -> Any:
+        """An SNMPv3 request: ``build(msgID)`` is the message, resent as is on retries.
+
+        A reply carrying that msgID from the target goes to ``accept``, which checks its
+        security (digest, decryption) and returns what the request resolves to, or raises
+        Malformed to drop it (the request keeps waiting and ends ``malformed`` if nothing
+        better arrives). Failures are the same as ``request``'s.
+        """
+        return await self._exchange(host, port, 3, timeout, retries, accept, build)
+
+    async def _exchange(self, host: str, port: int, version: int, timeout: float, retries: int,
+                        accept: Callable[[V3Message], Any] | None, build: Callable[[int], bytes]) -> Any:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = self._socks.get(family) or await self._socket(family)
         rid = self._request_id()
         while rid in self._pending:
             rid = self._request_id()
-        message = encode_request(version, community, pdu_type, rid, varbinds, non_repeaters,
-                                 max_repetitions)
         loop = asyncio.get_running_loop()
-        pending = _Pending(loop.create_future(), (normalize(host), port), message, version, timeout,
-                           retries)
+        pending = _Pending(loop.create_future(), (normalize(host), port), build(rid), version, timeout,
+                           retries, accept=accept)
         self._pending[rid] = pending
         try:
             self._send(sock, pending)
@@ -253,13 +275,13 @@ class SnmpUdpClient:
 
     def _received(self, data: bytes, addr: Any) -> None:
         source = (normalize(addr[0]), addr[1])
+        if is_v3(data):
+            self._received_v3(data, source)
+            return
         try:
             response = decode(data)
         except Malformed:
-            self.stats.malformed += 1
-            for pending in self._pending.values():
-                if pending.addr == source:
-                    pending.malformed = True
+            self._malformed(source)
             return
         pending = self._pending.get(response.request_id)
         if (pending is None or pending.addr != source or pending.version != response.version
@@ -268,6 +290,31 @@ class SnmpUdpClient:
             return
         self.stats.received += 1
         pending.future.set_result(response)
+
+    def _received_v3(self, data: bytes, source: tuple[str, int]) -> None:
+        try:
+            message = parse_v3(data)
+        except Malformed:
+            self._malformed(source)
+            return
+        pending = self._pending.get(message.msg_id)
+        if pending is None or pending.addr != source or pending.accept is None or pending.future.done():
+            self.stats.unexpected += 1
+            return
+        try:
+            result = pending.accept(message)
+        except Malformed:
+            self.stats.malformed += 1
+            pending.malformed = True
+            return
+        self.stats.received += 1
+        pending.future.set_result(result)
+
+    def _malformed(self, source: tuple[str, int]) -> None:
+        self.stats.malformed += 1
+        for pending in self._pending.values():
+            if pending.addr == source:
+                pending.malformed = True
 
 
 def _send_reason(err: int | None) -> str:
