@@ -30,11 +30,13 @@ V3_USER, V3_AUTH, V3_PRIV = "lifeuser", "auth-pass-123", "priv-pass-456"
 
 # --- Net-SNMP command-line clients: the reference the probe is compared with -----------
 
-def net_snmp(tool: str, port: int, args: list[str], community: str = V2_COMMUNITY) -> dict[str, str]:
+def net_snmp(tool: str, port: int, args: list[str], community: str = V2_COMMUNITY,
+             security: list[str] | None = None) -> dict[str, str]:
     """Run snmpget/snmpbulkwalk (-On numeric, -OQ no types, -Ot raw ticks); {oid: value text}."""
     exe = require_tool(tool, "snmp")
-    out = subprocess.run([exe, "-v2c", "-c", community, "-On", "-OQ", "-Ot", "-Oe", "-t", "1", "-r", "1",
-                          f"{HOST}:{port}", *args], capture_output=True, text=True, env=ENV, timeout=20)
+    security = security or ["-v2c", "-c", community]
+    out = subprocess.run([exe, *security, "-On", "-OQ", "-Ot", "-Oe", "-t", "1", "-r", "1", f"{HOST}:{port}", *args],
+                         capture_output=True, text=True, env=ENV, timeout=20)
     if out.returncode != 0:
         raise AssertionError(f"{tool} failed: {out.stderr.strip()}")
     values = {}
@@ -42,6 +44,26 @@ def net_snmp(tool: str, port: int, args: list[str], community: str = V2_COMMUNIT
         oid, _, value = line.partition(" = ")
         values[oid.lstrip(".")] = value.strip().strip('"')
     return values
+
+
+def net_snmp_v3(tool: str, port: int, args: list[str], user: str, auth: str | None, auth_key: str | None,
+                priv: str | None = None, priv_key: str | None = None) -> dict[str, str]:
+    """snmpget/snmpbulkwalk -v3 with our protocol names (SHA256, AES192 ...) in Net-SNMP's spelling."""
+    level = "authPriv" if priv else "authNoPriv" if auth else "noAuthNoPriv"
+    sec = ["-v3", "-l", level, "-u", user]
+    if auth:
+        sec += ["-a", _dashed(auth), "-A", auth_key or ""]
+    if priv:
+        sec += ["-x", _dashed(priv), "-X", priv_key or ""]
+    return net_snmp(tool, port, args, security=sec)
+
+
+def _dashed(protocol: str) -> str:
+    """Our SHA256/AES192 as Net-SNMP's SHA-256/AES-192 (SHA, MD5, AES, DES unchanged)."""
+    for prefix in ("SHA", "AES"):
+        if protocol.startswith(prefix) and protocol[len(prefix):].isdigit() and protocol != "AES128":
+            return f"{prefix}-{protocol[len(prefix):]}"
+    return "AES" if protocol == "AES128" else protocol
 
 
 def snmpget(port: int, *oids: str, community: str = V2_COMMUNITY) -> dict[str, str]:
@@ -64,25 +86,39 @@ def _answers(port: int, community: str) -> bool:
 class Snmpd:
     """snmpd on a loopback port with a v2c community and a v3 authPriv (SHA/AES) user."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: str = "", persistent: bool = False) -> None:
+        """``extra``: more snmpd.conf lines (v3 users, an ``engineID``).
+
+        ``persistent``: read back the state snmpd saves on exit (its engine id and boots, as a
+        real agent does across restarts). With ``-C`` snmpd skips that file, so the config is
+        found through SNMPCONFPATH (our directory and the persistent one, nothing else) instead.
+        """
+        self.persistent = persistent
         self.exe = require_tool("snmpd", "snmpd")
         self.dir = workdir
         self.port = free_port(kind=socket.SOCK_DGRAM)
         (workdir / "persist").mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "snmpd.conf"
+        self.write_conf(extra)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_conf(self, extra: str = "") -> None:
         self.conf.write_text(
             f"agentAddress udp:{HOST}:{self.port}\n"
             f"rocommunity {V2_COMMUNITY} {HOST}\n"
             f'createUser {V3_USER} SHA "{V3_AUTH}" AES "{V3_PRIV}"\n'
-            f"rouser {V3_USER} priv\n")
-        self.proc: subprocess.Popen[bytes] | None = None
+            f"rouser {V3_USER} priv\n" + extra)
 
     def start(self) -> None:
         log = open(self.dir / "snmpd.log", "ab")
         # -C: only our config; -f: foreground so the test owns the process.
-        self.proc = subprocess.Popen([self.exe, "-f", "-C", "-c", str(self.conf), "-Lf", str(self.dir / "snmpd.log"),
-                                      "-p", str(self.dir / "snmpd.pid")], stdout=log, stderr=log,
-                                     env={**ENV, "SNMP_PERSISTENT_DIR": str(self.dir / "persist")})
+        persist = str(self.dir / "persist")
+        env = {**ENV, "SNMP_PERSISTENT_DIR": persist}
+        config = ["-C", "-c", str(self.conf)]
+        if self.persistent:
+            env["SNMPCONFPATH"], config = f"{self.dir}:{persist}", ["-I", "-smux"]
+        self.proc = subprocess.Popen([self.exe, "-f", *config, "-Lf", str(self.dir / "snmpd.log"),
+                                      "-p", str(self.dir / "snmpd.pid")], stdout=log, stderr=log, env=env)
         log.close()
         wait_for(self._ready, 15, f"snmpd on {HOST}:{self.port} (log {self.dir / 'snmpd.log'})")
 
