@@ -21,17 +21,12 @@ from typing import Any
 from common.secrets import Secret, load_secret
 from common.validate import Validator
 from common.yamlsrc import Path
+from probes.snmp import usm
 
 VERSIONS = ("1", "2c", "3")
-# Names as Net-SNMP's -a/-x spell them; values are pysnmp's constant names in
-# pysnmp.hlapi.v3arch.asyncio, looked up only when a v3 probe is built.
-AUTH_PROTOCOLS = {"MD5": "USM_AUTH_HMAC96_MD5", "SHA": "USM_AUTH_HMAC96_SHA",
-                  "SHA224": "USM_AUTH_HMAC128_SHA224", "SHA256": "USM_AUTH_HMAC192_SHA256",
-                  "SHA384": "USM_AUTH_HMAC256_SHA384", "SHA512": "USM_AUTH_HMAC384_SHA512"}
-PRIV_PROTOCOLS = {"DES": "USM_PRIV_CBC56_DES", "3DES": "USM_PRIV_CBC168_3DES",
-                  "AES": "USM_PRIV_CFB128_AES", "AES128": "USM_PRIV_CFB128_AES",
-                  "AES192": "USM_PRIV_CFB192_AES", "AES256": "USM_PRIV_CFB256_AES",
-                  "AES192C": "USM_PRIV_CFB192_AES_BLUMENTHAL", "AES256C": "USM_PRIV_CFB256_AES_BLUMENTHAL"}
+# Names as Net-SNMP's -a/-x spell them (plus the C variants); the protocols themselves are in usm.py.
+AUTH_PROTOCOLS = tuple(usm.AUTH)
+PRIV_PROTOCOLS = tuple(usm.PRIV)
 SECRETS = ("community", "auth_key", "priv_key")
 SECRET_KEYS = tuple(f"{s}{suffix}" for s in SECRETS for suffix in ("", "_env", "_file"))
 PLAIN_KEYS = ("version", "port", "user", "auth_protocol", "priv_protocol", "interfaces", "oids")
