@@ -145,15 +145,18 @@ class AgentProcess:
     """``lifeline run`` as a real subprocess on a free loopback port."""
 
     def __init__(self, config_path: str, extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                 ready_check: Callable[[AgentProcess], bool] | None = None, wrapper: list[str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+                 ready_check: Callable[[AgentProcess], bool] | None = None, wrapper: list[str] | None = None,
+                 host: str = "127.0.0.1", port: int = 0):
+        """``wrapper`` runs it inside something (``ip netns exec NS``); then give the ``host`` it listens on
+        there, reachable from here, and any ``port`` (the namespace has its own)."""
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
         self.log_path = config_path + f".{self.port}.log"
         self._log = open(self.log_path, "wb")
         self._ready_check = ready_check
         self.proc = subprocess.Popen(
             [*(wrapper or []), sys.executable, "-m", "agent.cli", "run", "--config.file", config_path,
-             "--web.listen-address", f"127.0.0.1:{self.port}", "--log.format", "json", *(extra_args or [])],
+             "--web.listen-address", f"{host}:{self.port}", "--log.format", "json", *(extra_args or [])],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
         )
         try:
