@@ -96,7 +96,11 @@ def check(files: Sequence[str], out=None) -> int:
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(tiers.items())) or "no targets"
         for warning in config_mod.warnings(cfg):
             print(warning, file=out)
-        print(f"{path}: OK ({len(cfg.targets)} targets; {summary})", file=out)
+        graph = cfg.graph()
+        extra = ""
+        if graph.parents or graph.anchors:  # only when used: other files print as before
+            extra = f"; {len(graph.parents)} with parents, {len(graph.anchors)} anchors"
+        print(f"{path}: OK ({len(cfg.targets)} targets; {summary}{extra})", file=out)
     return 1 if failed else 0
 
 

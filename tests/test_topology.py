@@ -78,3 +78,13 @@ targets:
     assert any("warning: unknown target 'agg-router-7'; ignored" in m for m in messages)
     assert any("warning: unknown target 'fetched-olt'; ignored" in m for m in messages)
     assert cfg.graph().parents == {}
+
+
+def test_check_summarises_parents_and_anchors(tmp_path, capsys):
+    from agent.cli import main
+
+    path = tmp_path / "lifeline.yaml"
+    path.write_text(ISSUE_EXAMPLE)
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out == (f"{path}: OK (9 targets; P0: 4, P1: 4, P3: 1; "
+                                       "3 with parents, 3 anchors)\n")
