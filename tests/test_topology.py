@@ -88,3 +88,28 @@ def test_check_summarises_parents_and_anchors(tmp_path, capsys):
     assert main(["check", str(path)]) == 0
     assert capsys.readouterr().out == (f"{path}: OK (9 targets; P0: 4, P1: 4, P3: 1; "
                                        "3 with parents, 3 anchors)\n")
+
+
+def test_reload_with_a_cycle_keeps_the_running_graph_and_vantage_labels(agent_factory, needs_root, tmp_path):
+    from tests.helpers import http_post, value, wait_for
+
+    good = """
+anchors: [gw]
+targets:
+  - {name: gw, address: 127.0.0.1, tier: P0}
+  - {name: router, address: 127.0.0.2, tier: P0}
+  - {name: cam, address: 127.0.0.3, tier: P0, depends_on: [router]}
+"""
+    agent = agent_factory(good, extra_args=["--vantage", "putuo"])
+    text = wait_for(lambda: (t := agent.metrics()) if value(t, "lifeline_anchor_up", anchor="gw") == 1
+                    and value(t, "lifeline_target_up", target="cam") is not None else None, 15, "first cycles")
+    assert value(text, "lifeline_target_up", target="cam", vantage="putuo") == 1
+    assert value(text, "lifeline_agent_isolated") == 0
+    (tmp_path / "lifeline.yaml").write_text(good.replace("tier: P0}\n  - {name: cam",
+                                                         "tier: P0, depends_on: [cam]}\n  - {name: cam"))
+    status, body = http_post(agent.url + "/-/reload")
+    assert status != 200 and "dependency cycle: " in body.decode(), body
+    text = agent.metrics()
+    assert value(text, "lifeline_config_last_reload_successful") == 0
+    assert value(text, "lifeline_anchor_up", anchor="gw") == 1 and value(text, "lifeline_agent_isolated") == 0
+    assert agent.proc.poll() is None
