@@ -101,8 +101,12 @@ targets:
   - {name: cam, address: 127.0.0.3, tier: P0, depends_on: [router]}
 """
     agent = agent_factory(good, extra_args=["--vantage", "putuo"])
-    text = wait_for(lambda: (t := agent.metrics()) if value(t, "lifeline_anchor_up", anchor="gw") == 1
-                    and value(t, "lifeline_target_up", target="cam") is not None else None, 15, "first cycles")
+    def probed():
+        text = agent.metrics()
+        anchor, cam = value(text, "lifeline_anchor_up", anchor="gw"), value(text, "lifeline_target_up", target="cam")
+        return text if anchor == 1 and cam is not None else None
+
+    text = wait_for(probed, 15, "first cycles")
     assert value(text, "lifeline_target_up", target="cam", vantage="putuo") == 1
     assert value(text, "lifeline_agent_isolated") == 0
     (tmp_path / "lifeline.yaml").write_text(good.replace("tier: P0}\n  - {name: cam",
