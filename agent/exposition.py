@@ -8,6 +8,8 @@ series, and prometheus_client's process collector.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import platform
 import threading
 import time
@@ -159,6 +161,29 @@ class Renderer:
         out.append(f"lifeline_config_last_reload_success_timestamp_seconds {st.reload_success_time:.3f}")
 
 
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _release_free_memory() -> None:
+    """Hand the render's freed buffers back to the kernel.
+
+    A render allocates ~30 MB of short-lived MB-sized buffers (joined rows, gzip pieces) from
+    whichever scrape or gzip thread runs it, and glibc keeps what each thread's arena freed:
+    at 10,000 targets with 4 concurrent scrapers, peak RSS went from 117 to 152 MB. A trim
+    after each fresh render (at most one a second) holds it at ~120 MB for well under a
+    millisecond; a fixed mmap threshold did too but cost 30 ms of scrape p99 in page faults.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 def _rows(headers: Iterable[bytes], rows: Iterable[list[bytes]]) -> Iterator[bytes]:
     for header, row in zip(headers, rows):
         yield header
@@ -200,9 +225,11 @@ class Exposition:
                         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gzip",
                                                         initializer=pgzip.lower_priority)
                     self._gzipped = pgzip.compress(self._chunks(), self._pool)
+                    _release_free_memory()
                 return self._gzipped
             if not self._plain:
                 self._plain = b"".join(self._chunks())
+                _release_free_memory()
             return self._plain
 
     def _chunks(self) -> Iterator[bytes]:

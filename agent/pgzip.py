@@ -1,12 +1,15 @@
 """One gzip member compressed by several threads, the way pigz does it.
 
-The exposition of 10k targets is ~25 MB of text; zlib at level 1 takes
-60-100 ms for it on this class of machine, most of a scrape. Pieces of
-about 2 MB are deflated independently (zlib releases the GIL, so they run in
-parallel and beside the probe loop), each ended with a full flush so the raw
-deflate streams concatenate into one valid stream; the caller's thread
-computes the CRC-32 meanwhile. The result is a single ordinary gzip member,
-readable by any client (Prometheus, curl, browsers), not a multi-member file.
+The exposition of 10k targets is ~26 MB of text; zlib at level 1 takes
+43 ms for it on this class of machine (60-100 ms beside a busy probe loop),
+most of a scrape; ISA-L's deflate (the ``isal`` package) takes 9 ms for the
+same size of output, and its CRC-32 1 ms against zlib's 6, so it is used when
+installed. Pieces of about 1 MB are deflated independently (both release the
+GIL, so they run in parallel and beside the probe loop), each ended with a
+full flush so the raw deflate streams concatenate into one valid stream; the
+caller's thread computes the CRC-32 meanwhile. The result is a single
+ordinary gzip member, readable by any client (Prometheus, curl, browsers),
+not a multi-member file.
 """
 
 from __future__ import annotations
@@ -17,8 +20,18 @@ import zlib
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import ModuleType
 
-PIECE = 2 * 1024 * 1024
+try:
+    from isal import isal_zlib
+
+    _zlib: ModuleType = isal_zlib
+except ImportError:  # the pure-zlib path: slower, same bytes out once inflated
+    _zlib = zlib
+
+# 1 MB rather than 2: the render's transient memory at 10k targets fell from 13.7 to 6.2 MB
+# (tracemalloc peak) and it was no slower with ISA-L (median 24 vs 30 ms in one process).
+PIECE = 1024 * 1024
 # Magic, deflate, no flags, no mtime, no extra flags, OS unknown (RFC 1952).
 _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -32,8 +45,8 @@ def lower_priority() -> None:
 
 
 def _deflate(data: bytes, level: int, last: bool) -> bytes:
-    z = zlib.compressobj(level, zlib.DEFLATED, -15)  # raw deflate: header and trailer are ours
-    return z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
+    z = _zlib.compressobj(level, _zlib.DEFLATED, -15)  # raw deflate: header and trailer are ours
+    return z.compress(data) + z.flush(_zlib.Z_FINISH if last else _zlib.Z_FULL_FLUSH)
 
 
 def compress(chunks: Iterable[bytes], pool: ThreadPoolExecutor | None, level: int = 1,
@@ -58,7 +71,7 @@ def compress(chunks: Iterable[bytes], pool: ThreadPoolExecutor | None, level: in
             while len(pending) >= in_flight:  # bound the pieces held at once
                 out.append(pending.popleft().result())
             pending.append(pool.submit(_deflate, data, level, last))
-        crc = zlib.crc32(data, crc)  # overlaps the workers' deflate: both release the GIL
+        crc = _zlib.crc32(data, crc)  # overlaps the workers' deflate: both release the GIL
         size += len(data)
 
     for chunk in chunks:

@@ -30,9 +30,14 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
 @pytest.mark.parametrize("workers", [0, 2], ids=["inline", "pool"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_round_trip_as_one_member(name, workers):
+def test_round_trip_as_one_member(name, workers, backend, monkeypatch):
+    if backend == "zlib":  # the fallback when the isal package is not installed
+        monkeypatch.setattr(pgzip, "_zlib", zlib)
+    else:
+        assert pgzip._zlib.__name__ == "isal.isal_zlib", "isal not installed: pip install isal"
     chunks = CASES[name]
     pool = ThreadPoolExecutor(workers) if workers else None
     try:
