@@ -195,10 +195,14 @@ class _Process:
 
 
 def alertmanager_config(webhook: WebhookReceiver, source: str = ALERTMANAGER_CONFIG) -> dict[str, Any]:
-    """The shipped config with every receiver's webhooks pointed at ``webhook`` and e-mail removed."""
+    """The shipped config with every receiver's webhooks pointed at ``webhook``, other configs (e-mail,
+    WeCom) removed, and its message templates loaded from the source tree."""
     with open(source, encoding="utf-8") as fh:
         config = yaml.safe_load(fh)
     config["global"] = {k: v for k, v in config.get("global", {}).items() if not k.startswith("smtp_")}
+    # Template globs are relative to the config file, which is rewritten elsewhere: anchor them to the source.
+    base = os.path.dirname(os.path.abspath(source))
+    config["templates"] = [os.path.join(base, t) for t in config.get("templates", [])]
     for receiver in config["receivers"]:
         name = receiver["name"]
         hooks = receiver.get("webhook_configs") or [{}]
@@ -281,6 +285,38 @@ class Prometheus(_Process):
 
     def targets_up(self) -> bool:
         return bool(self.query('up{job="lifeline"} == 1'))
+
+
+@dataclass
+class AlertingStack:
+    """What stands between an agent and the pager: Prometheus with the shipped rules scraping the
+    agent(s), Alertmanager with the shipped routing, and a webhook receiver in place of the pager."""
+
+    hook: WebhookReceiver
+    alertmanager: Alertmanager
+    prometheus: Prometheus
+
+    @classmethod
+    def start(cls, workdir: str, agent_targets: list[str], *, interval: str = "5s",
+              rule_interval: str | None = None) -> AlertingStack:
+        """Scrape and evaluate every ``interval``; ``rule_interval`` overrides the rule groups' own."""
+        hook = WebhookReceiver()
+        started: list[Any] = [hook]
+        try:
+            am = Alertmanager(os.path.join(workdir, "alertmanager"), alertmanager_config(hook)).start()
+            started.append(am)
+            prom = Prometheus(os.path.join(workdir, "prometheus"), agent_targets, am.url, scrape_interval=interval,
+                              evaluation_interval=interval, rule_interval=rule_interval).start()
+        except BaseException:
+            for thing in reversed(started):
+                thing.stop()
+            raise
+        return cls(hook, am, prom)
+
+    def stop(self) -> None:
+        self.prometheus.stop()
+        self.alertmanager.stop()
+        self.hook.stop()
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
