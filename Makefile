@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv bench bench-icmp bench-snmp bench-services bench-status soak clean
+.PHONY: demo test venv bench bench-icmp bench-snmp bench-services bench-status soak false-pages scenarios clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,19 @@ bench-status: venv
 
 soak: venv
 	$(BIN)/python bench/soak.py --minutes 20 --targets 3000 --churn 400
+
+# Issue 11, scenario 5: lossy P0 circuits, blackouts and a reload for 20 minutes must page nobody
+# (real agent, Prometheus, Alertmanager; netns hosts, as root). `make false-pages MINUTES=3` to try it.
+MINUTES ?= 20
+false-pages: venv
+	scripts/install-system-deps test
+	$(BIN)/python bench/false_pages.py --minutes $(MINUTES)
+
+# Issue 11, scenarios 1-4: what pages and what does not, end to end at production timings
+# (agents in namespaces, Prometheus, Alertmanager, a webhook; as root; ~15 minutes). Not in `make test`.
+scenarios: venv
+	scripts/install-system-deps test
+	$(BIN)/pytest -m slow -s tests/scenarios
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
