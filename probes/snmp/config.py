@@ -21,12 +21,13 @@ from typing import Any
 from common.secrets import Secret, load_secret
 from common.validate import Validator
 from common.yamlsrc import Path
-from probes.snmp import usm
 
 VERSIONS = ("1", "2c", "3")
-# Names as Net-SNMP's -a/-x spell them (plus the C variants); the protocols themselves are in usm.py.
-AUTH_PROTOCOLS = tuple(usm.AUTH)
-PRIV_PROTOCOLS = tuple(usm.PRIV)
+# Names as Net-SNMP's -a/-x spell them (plus the C variants); the protocols themselves are in usm.py,
+# which is not imported here: it loads `cryptography` (megabytes), and configs without v3 never need it.
+# tests/snmp/test_snmp_v3.py checks these names are usm.py's.
+AUTH_PROTOCOLS = ("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
+PRIV_PROTOCOLS = ("DES", "3DES", "AES", "AES128", "AES192", "AES256", "AES192C", "AES256C")
 SECRETS = ("community", "auth_key", "priv_key")
 SECRET_KEYS = tuple(f"{s}{suffix}" for s in SECRETS for suffix in ("", "_env", "_file"))
 PLAIN_KEYS = ("version", "port", "user", "auth_protocol", "priv_protocol", "interfaces", "oids")

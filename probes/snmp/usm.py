@@ -17,20 +17,30 @@ Cisco uses (append the localised key of the key so far).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-try:  # cryptography moved these to its "decrepit" package (TripleDES in 43, CFB later)
-    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES  # type: ignore[no-redef]
-try:
-    from cryptography.hazmat.decrepit.ciphers.modes import CFB
-except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[no-redef,assignment]
+
+@functools.cache
+def _ciphers() -> tuple[Any, Any, Any, Any, Any]:
+    """(Cipher, AES, TripleDES, CFB, CBC), imported on the first encryption: `cryptography` adds
+    ~7 MB of RSS, which an agent without SNMPv3 privacy (every ICMP-only one) need not carry."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    try:  # cryptography moved these to its "decrepit" package (TripleDES in 43, CFB later)
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    except ImportError:  # pragma: no cover - older cryptography
+        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES  # type: ignore[no-redef]
+    try:
+        from cryptography.hazmat.decrepit.ciphers.modes import CFB
+    except ImportError:  # pragma: no cover - older cryptography
+        from cryptography.hazmat.primitives.ciphers.modes import CFB  # type: ignore[no-redef,assignment]
+    return Cipher, algorithms.AES, TripleDES, CFB, modes.CBC
+
 
 PASSPHRASE_BYTES = 1_048_576  # RFC 3414 A.2: the phrase repeated to one megabyte, then hashed
 
@@ -119,14 +129,16 @@ def encrypt(keys: LocalKeys, plaintext: bytes, boots: int, engine_time: int, sal
         # RFC 3826 3.1.2.1: IV = boots (4) || time (4) || the 64-bit salt sent as privParameters.
         params = (salt & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
         iv = boots.to_bytes(4, "big") + engine_time.to_bytes(4, "big") + params
-        enc = Cipher(algorithms.AES(keys.priv_key), CFB(iv)).encryptor()
+        Cipher, AES, _, CFB, _ = _ciphers()
+        enc = Cipher(AES(keys.priv_key), CFB(iv)).encryptor()
         return enc.update(plaintext) + enc.finalize(), params
     # DES (RFC 3414 8.1.1.1) and 3DES-EDE (Reeder 5.1.1.1): salt = boots || 32-bit counter,
     # IV = pre-IV xor salt; the plaintext is padded to the block (the BER length ends it).
     params = boots.to_bytes(4, "big") + (salt & 0xFFFFFFFF).to_bytes(4, "big")
     cipher_key, iv = _des_key_iv(keys, params)
     padded = plaintext + bytes(-len(plaintext) % 8)
-    enc = Cipher(TripleDES(cipher_key), modes.CBC(iv)).encryptor()
+    Cipher, _, TripleDES, _, CBC = _ciphers()
+    enc = Cipher(TripleDES(cipher_key), CBC(iv)).encryptor()
     return enc.update(padded) + enc.finalize(), params
 
 
@@ -138,12 +150,14 @@ def decrypt(keys: LocalKeys, ciphertext: bytes, boots: int, engine_time: int, pa
         raise ValueError("privacy parameters are not 8 bytes")
     if priv.cipher == "aes":
         iv = boots.to_bytes(4, "big") + engine_time.to_bytes(4, "big") + params
-        dec = Cipher(algorithms.AES(keys.priv_key), CFB(iv)).decryptor()
+        Cipher, AES, _, CFB, _ = _ciphers()
+        dec = Cipher(AES(keys.priv_key), CFB(iv)).decryptor()
         return dec.update(ciphertext) + dec.finalize()
     if not ciphertext or len(ciphertext) % 8:
         raise ValueError("DES ciphertext is not a whole number of blocks")
     cipher_key, iv = _des_key_iv(keys, params)
-    dec = Cipher(TripleDES(cipher_key), modes.CBC(iv)).decryptor()
+    Cipher, _, TripleDES, _, CBC = _ciphers()
+    dec = Cipher(TripleDES(cipher_key), CBC(iv)).decryptor()
     return dec.update(ciphertext) + dec.finalize()
 
 
