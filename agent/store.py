@@ -38,6 +38,9 @@ CORE_FAMILIES = (
     Family("lifeline_tls_cert_not_after_timestamp_seconds", "gauge",
            "Earliest not-after among every certificate the server sent in the last handshake."),
     Family("lifeline_tls_cert_info", "gauge", "Leaf certificate of the last handshake; value is always 1."),
+    Family("lifeline_probe_failure_reason", "gauge",
+           "Present (value 1) for each probe whose last cycle failed, with its reason, like ALERTS; the page "
+           "quotes it, e.g. sip: refused."),
 )
 
 
@@ -124,7 +127,7 @@ class TargetState:
 
     def core_fragments(self) -> list[bytes]:
         key = self.key
-        frags = [b"", b"", self.info, b"", b"", b"", b"", b"", b""]
+        frags = [b"", b"", self.info, b"", b"", b"", b"", b"", b"", b""]
         if self.up is not None:
             frags[0] = b"lifeline_target_up{%s} %d\n" % (self.up_key, self.up)
             frags[1] = b"lifeline_target_consecutive_failures{%s} %d\n" % (key, self.failing)
@@ -142,6 +145,9 @@ class TargetState:
         if self.tls:
             frags[7] = b"".join([a for a, _ in self.tls.values()])
             frags[8] = b"".join([b for _, b in self.tls.values()])
+        if self.reasons:
+            frags[9] = b"".join([b'lifeline_probe_failure_reason{%s,probe="%s",reason="%s"} 1\n'
+                                 % (key, k.encode(), r.encode()) for k, r in self.reasons.items()])
         return frags
 
 

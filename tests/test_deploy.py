@@ -285,9 +285,9 @@ def test_page_body_renders_from_a_real_page(real_page, tmp_path):
     alert = real_page["alerts"][0]
     notes = alert["annotations"]
     # The rules filled in what the body shows; if these fail the rules changed, not the template.
-    assert notes["failing_probes"] == "tcp" and notes["circuit_id"] == "ZS-MSTP-0036" and notes["runbook"]
+    assert notes["failing_probes"] == "tcp: refused" and notes["circuit_id"] == "ZS-MSTP-0036" and notes["runbook"]
     expected = ["dinghai-12345-hotline", "tier P0", "site dinghai", "hotline", "ZS-MSTP-0036", "carrier: telecom",
-                "contact: +86-580-000000", "failing: " + notes.get("failure_reasons", "tcp"),
+                "contact: +86-580-000000", "failing: tcp: refused",
                 "runbook: " + notes["runbook"], notes["summary"]]
     wechat = _render(str(data), "wechat.lifeline.message")
     text = _render(str(data), "email.lifeline.text")
@@ -298,7 +298,7 @@ def test_page_body_renders_from_a_real_page(real_page, tmp_path):
     assert subject == "[FIRING 1] critical P0 site dinghai: dinghai-12345-hotline", subject
     page = html.unescape(_render(str(data), "email.lifeline.html", "html"))
     for value in ("dinghai-12345-hotline", "ZS-MSTP-0036", "telecom", "+86-580-000000", notes["runbook"],
-                  notes.get("failure_reasons", "tcp")):
+                  "tcp: refused"):
         assert value in page, value
 
 
