@@ -39,6 +39,12 @@ class Query:
     def needs_snmp(self) -> bool:
         return "lifeline_snmp_" in self.expr or "lifeline_if:" in self.expr
 
+    @property
+    def needs_vantages(self) -> bool:
+        """Has data only with two agents run with --vantage and one path down: checked by
+        tests/scenarios/test_what_pages.py (two vantages), not by the one-agent e2e stack."""
+        return "Vantage" in self.expr or "vantage" in self.expr
+
     def substituted(self, values: dict[str, str] | None = None) -> str:
         return substitute(self.expr, values)
 

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from agent.devstack import Alertmanager, Prometheus, WebhookReceiver, alertmanager_config
+from tests import grafana_model as gm
 from tests.helpers import ROOT, AgentProcess, require_root, require_tool, wait_for
 from tests.pagenet import PageNet
 from tests.testnet import available
@@ -340,6 +341,9 @@ def test_one_vantage_is_a_warning_naming_it_and_both_page_critical(vantages):
              "the one-vantage warning", interval=0.5)
     warning = s.prom.query('ALERTS{alertname="LifelineTargetDownFromVantage",alertstate="firing"}')
     assert [w["metric"]["vantage"] for w in warning] == ["a"]
+    # The NOC dashboard's one-vantage-only panel shows it (the one-agent e2e stack cannot).
+    panels = [q for q in gm.all_queries() if q.needs_vantages]
+    assert panels and all(s.prom.query(q.substituted()) for q in panels), [str(q) for q in panels]
     _watch(s, 45, {"LifelineTargetDownFromVantage"}, "only a's path is cut")
     assert s.pages() == []
     both = s.mark("path from b cut too")
