@@ -155,7 +155,7 @@ def add_target(args: argparse.Namespace, agent: subprocess.Popen, agent_url: str
 
 def stack_run(args: argparse.Namespace, work: str, cleanup: list, run: Run) -> dict[str, Any]:
     """Bring everything up, run the schedule, and collect the figures."""
-    octet = 210 + os.getpid() % 40  # 198.18.210-249.0/24: apart from the tests' and the demo's subnets
+    octet = 250 + os.getpid() % 6  # 198.18.250-255.0/24: apart from the tests' (test_dependencies: 210-249) and the demo's
     net = DemoNet(f"llfp-{os.getpid()}", octet, f"llfp{os.getpid() % 100000}")
     cleanup.append(net.destroy)
     *hosts, added = net.create(host_count=args.targets + 1)
