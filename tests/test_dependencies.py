@@ -10,12 +10,13 @@ come of them through Prometheus and Alertmanager are in tests/scenarios/.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
 
-from tests.helpers import samples, value, wait_for
+from tests.helpers import http_get, samples, value, wait_for
 from tests.testnet import TestNet, available
 
 CONFIG = """
@@ -67,6 +68,10 @@ def agent(net, agent_factory, needs_root):
     return agent
 
 
+def _status(agent) -> dict[str, dict]:
+    return {t["target"]: t for t in json.loads(http_get(agent.url + "/status.json")[1])["targets"]}
+
+
 def _pageable(s, target: str) -> bool:
     """What LifelineTargetDown would page on, from one scrape."""
     return (value(s, "lifeline_target_up", target=target) == 0
@@ -104,6 +109,11 @@ def test_dark_router_explains_its_children_and_a_child_dark_after_it_pages(net, 
     assert value(s, "lifeline_target_suppressed", target="agg-router-7") is None
     # Partial anchor failure (the router is none of them) changes nothing.
     assert value(s, "lifeline_agent_isolated") == 0
+    # The status page says why the cameras page nobody (built at most every 2 s).
+    status = wait_for(lambda: _status(agent) if _status(agent)["cam-1"]["explained"] else None, 10,
+                      "the status page to explain cam-1")
+    assert status["cam-1"]["explained"]["cause"] == "parent" and "agg-router-7" in status["cam-1"]["explained"]["detail"]
+    assert status["agg-router-7"]["explained"] is None and status["agg-router-7"]["state"] == "down"
 
     # The router comes back; cam-7 stays dark. Its fresh cycle (asked at once) fails: it pages.
     # The others come back with the router and never page.
