@@ -324,3 +324,19 @@ def test_fetch_failure_reasons(sd_server, setup, reason):
     with pytest.raises(pull.FetchError) as exc:
         pull.fetch(source)
     assert exc.value.reason == reason
+
+
+def test_diff_of_the_file_against_the_agent_leaves_fetched_targets_out(agent_factory, sd_server, tmp_path, capsys):
+    from agent.cli import main
+
+    server = sd_server()
+    server.serve(_groups([f"127.0.5.{i}" for i in range(1, 4)], name="putuo"))
+    agent = agent_factory(_http_config(server.url, tmp_path))
+    wait_for(lambda: "putuo-127.0.5.3" in _names(agent.metrics()), 10, "the fetched targets probed")
+    config_path = agent.log_path.rsplit(".", 2)[0]
+    assert main(["diff", config_path, agent.url]) == 0
+    captured = capsys.readouterr()
+    # The file and the agent agree on the file's targets; the 3 fetched ones are not "removed".
+    assert "3 targets" in captured.err and "targets_http are not compared" in captured.err
+    total = next(line.split()[1:] for line in captured.out.splitlines() if line.startswith("total"))
+    assert total == ["1", "1", "0", "0", "0", "1"], captured.out  # before, after, added, removed, changed, same

@@ -171,6 +171,8 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dataclasses import replace
+
     from agent.inventory.diff import compare, format_report
     from agent.inventory.remote import RemoteError, canonical, fetch, from_data, is_url, shown
 
@@ -188,7 +190,14 @@ def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if shard.get("count", 1) > 1:
                 print(f"lifeline diff: {shown(spec)} is shard {shard.get('index')} of {shard.get('count')}; "
                       f"only its own targets are compared", file=err)
-            sides.append((shown(spec), from_data(data["config"], spec), True))
+            remote = from_data(data["config"], spec)
+            pulled = set(data["config"].get("pulled") or ())
+            if pulled and not (is_url(args.old) and is_url(args.new)):
+                # Fetched by the agent from targets_http: the file on the other side has no such targets.
+                remote = replace(remote, targets=tuple(t for t in remote.targets if t.name not in pulled))
+                print(f"lifeline diff: {len(pulled)} targets {shown(spec)} fetched from targets_http are not "
+                      f"compared", file=err)
+            sides.append((shown(spec), remote, True))
         else:
             cfg = _load_config(spec, err)
             failed = failed or cfg is None

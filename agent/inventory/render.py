@@ -88,6 +88,9 @@ def config_data(config: Config) -> dict[str, Any]:
         "scheduler": plain(config.scheduler),
         "dns": plain(config.dns),
         "targets": [target_data(t) for t in config.targets],
+        # Names that came from targets_http lists rather than the files: `lifeline diff FILE URL` leaves
+        # them out, since the file alone does not fetch them.
+        "pulled": sorted(config.pulled),
     }
 
 
