@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.model import Target, Tier
 from common.validate import Validator, format_duration
 from common.yamlsrc import Path
 from probes.base import Probe, ProbeContext, ProbeKind, ProbeResult
 from probes.snmp import config, metrics
-from probes.snmp.probe import SnmpProbe, new_state
-from probes.snmp.state import SnmpState
+
+if TYPE_CHECKING:
+    from probes.snmp.state import SnmpState
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,15 @@ class SnmpKind(ProbeKind):
         return tier.parts["snmp"].interval
 
     def open(self, ctx: ProbeContext) -> Probe:
+        # The probe, codec, transport and walker load here and in new_state, only for an agent with SNMP
+        # targets: `lifeline check` and agents without SNMP never import them (0.3 MB of heap, tracemalloc).
+        from probes.snmp.probe import SnmpProbe
+
         return SnmpProbe(resolver=ctx.resolver)  # pysnmp itself loads only when a v3 target polls
 
     def new_state(self, target: Target, old: SnmpState | None = None) -> SnmpState:
+        from probes.snmp.probe import new_state
+
         settings = target.setting("snmp")
         if old is not None and old.settings == settings:
             return old

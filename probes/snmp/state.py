@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probes.snmp.caller import Batch
 from probes.snmp.config import SnmpSettings
 from probes.snmp.result import SnmpResult
+
+if TYPE_CHECKING:  # the codec and transport load with the probe (SnmpKind.open), not with the config
+    from probes.snmp.caller import Batch
 
 MAX_VARBINDS = 48  # per GET; small enough for a 1500-byte reply from most CPEs
 
