@@ -19,13 +19,22 @@ class IcmpResult(ProbeResult):
 
     @property
     def loss(self) -> float:
-        return 1.0 - self.received / self.sent if self.sent else 1.0
+        return loss(self.sent, self.rtts)
 
     @property
     def jitter(self) -> float | None:
-        """Mean absolute difference of consecutive RTTs (RFC 3550 style, without smoothing)."""
-        if not self.rtts:
-            return None
-        if len(self.rtts) == 1:
-            return 0.0
-        return sum(abs(b - a) for a, b in zip(self.rtts, self.rtts[1:])) / (len(self.rtts) - 1)
+        return jitter(self.rtts)
+
+
+def loss(sent: int, rtts: tuple[float, ...]) -> float:
+    """Share of ``sent`` echoes without a reply in time."""
+    return 1.0 - len(rtts) / sent if sent else 1.0
+
+
+def jitter(rtts: tuple[float, ...]) -> float | None:
+    """Mean absolute difference of consecutive RTTs (RFC 3550 style, without smoothing)."""
+    if not rtts:
+        return None
+    if len(rtts) == 1:
+        return 0.0
+    return sum(abs(b - a) for a, b in zip(rtts, rtts[1:])) / (len(rtts) - 1)
