@@ -171,6 +171,19 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 _malloc_trim = _load_malloc_trim()
 
 
+def _one_malloc_arena() -> None:
+    """Make every thread allocate from glibc's one main arena.
+
+    Each scrape and gzip thread otherwise gets an arena of its own and keeps what it freed
+    there between trims: at 10,000 targets with 4 concurrent scrapers, bench_icmp's peak RSS
+    went from 119 to 111 MB with one arena (MALLOC_ARENA_MAX=1, one run each), fresh render
+    and lag p99 no worse (36 ms, 4.8 ms). Python objects come from pymalloc under the GIL, so
+    the arena's lock is barely contended. Done before the first scrape thread starts.
+    """
+    if _malloc_trim is not None:  # glibc
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+
+
 def _release_free_memory() -> None:
     """Hand the render's freed buffers back to the kernel.
 
@@ -203,6 +216,7 @@ class Exposition:
         self._gzipped = b""
         self._pool: ThreadPoolExecutor | None = None
         self._process = CollectorRegistry()
+        _one_malloc_arena()
         ProcessCollector(registry=self._process)
 
     def invalidate(self) -> None:
