@@ -136,6 +136,17 @@ def test_issue_example(tmp_path):
     assert "hosp-1" not in text
 
 
+def test_series_carry_the_vantage_label_the_consensus_rules_select_on(tmp_path):
+    # lifeline.consensus reads lifeline_target_suppressed{vantage!=""}: a vantage agent's
+    # maintenance lines must carry its vantage, or its targets would page inside a window.
+    cfg = _load(tmp_path, ISSUE_EXAMPLE)
+    cal = Calendar()
+    cal.apply(cfg.maintenance, cfg.targets, (("vantage", "putuo"),))
+    text = _metrics(cal, _t("2026-11-24T02:15:00+08:00").timestamp())
+    assert value(text, "lifeline_target_suppressed", target="cam-1", vantage="putuo", cause="maintenance") == 1
+    assert value(text, "lifeline_maintenance_active", target="cam-1", vantage="putuo") == 1
+
+
 def test_match_values_lists_and_labels(tmp_path):
     cfg = _load(tmp_path, TARGETS + """maintenance:
   - name: w

@@ -222,3 +222,14 @@ def test_reload_dropping_the_parent_drops_the_explanation():
     graph, _ = topology.resolve(topology.Declared(), [s.target for s in w.states.values()])
     w.sup.apply(graph, w.states)
     assert w.cause("cam") is None
+
+
+def test_suppressed_lines_carry_the_vantage_label():
+    # lifeline.consensus selects lifeline_target_suppressed{vantage!=""}.
+    w = World(["router", "cam"], {"cam": ["router"]})
+    w.states = {n: TargetState(s.target, {}, (("vantage", "putuo"),)) for n, s in w.states.items()}
+    w.sup.apply(w.sup.graph, w.states)
+    w.result("router", False)
+    w.result("cam", False)
+    assert (b'lifeline_target_suppressed{target="cam",tier="P0",vantage="putuo",cause="parent"} 1\n'
+            in w.sup.suppressed_lines())
