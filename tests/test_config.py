@@ -30,6 +30,8 @@ def test_example_config_is_valid():
     assert dict(hospital.labels)["circuit_id"] == "ZS-MSTP-0036"
     assert cfg.tiers["P1"].parts["icmp"].rtt_warn == pytest.approx(0.080)
     assert cfg.tiers["P1"].interval == 15.0
+    graph = cfg.graph()
+    assert graph.parents["checkpoint-camera-0001"] == ("shenjiamen-agg-router-7",) and len(graph.anchors) == 3
 
 
 @pytest.mark.parametrize("case", CASES)
