@@ -81,6 +81,27 @@ def require_tool(tool: str, package: str) -> str:
     return path
 
 
+def unwind(steps: list[Callable[[], object]], report: Callable[[BaseException], None] | None = None) -> None:
+    """Run the clean-up ``steps`` last first, every one even when one fails: a failed stop must
+    not leave the namespaces and processes after it behind. Each failure goes to ``report``;
+    without one, the first is raised once every step has run."""
+    failed: list[BaseException] = []
+    for step in reversed(steps):
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+            failed.append(exc)
+            if report is not None:
+                report(exc)
+    if failed and report is None:
+        raise failed[0]
+
+
+def _write_yaml(path: str, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(data, fh, sort_keys=False)
+
+
 def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
     """Terminate ``proc`` and wait; kill it if it has not gone within ``timeout`` seconds."""
     if proc is not None and proc.poll() is None:
@@ -219,8 +240,7 @@ class Alertmanager(_Process):
         super().__init__(workdir, port)
         self.exe = require_tool("prometheus-alertmanager", "prometheus-alertmanager")
         self.config_path = os.path.join(workdir, "alertmanager.yml")
-        with open(self.config_path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(config, fh, sort_keys=False)
+        _write_yaml(self.config_path, config)
 
     def start(self) -> Alertmanager:
         # An empty cluster address turns gossip off: no listener beyond our loopback port.
@@ -249,8 +269,7 @@ class Prometheus(_Process):
         super().__init__(workdir, port)
         self.exe = require_tool("prometheus", "prometheus")
         rules_path = os.path.join(workdir, "lifeline.rules.yml")
-        with open(rules_path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(rules_with_interval(rule_interval), fh, sort_keys=False)
+        _write_yaml(rules_path, rules_with_interval(rule_interval))
         config: dict[str, Any] = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
             "rule_files": [rules_path],
@@ -265,8 +284,7 @@ class Prometheus(_Process):
             config["alerting"] = {"alertmanagers": [{"static_configs": [{
                 "targets": [urllib.parse.urlparse(alertmanager_url).netloc]}]}]}
         self.config_path = os.path.join(workdir, "prometheus.yml")
-        with open(self.config_path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(config, fh, sort_keys=False)
+        _write_yaml(self.config_path, config)
 
     def start(self) -> Prometheus:
         self._start([self.exe, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir}/data",
@@ -308,8 +326,7 @@ class AlertingStack:
             prom = Prometheus(os.path.join(workdir, "prometheus"), agent_targets, am.url, scrape_interval=interval,
                               evaluation_interval=interval, rule_interval=rule_interval).start()
         except BaseException:
-            for thing in reversed(started):
-                thing.stop()
+            unwind([thing.stop for thing in started], report=lambda exc: None)  # the start's error is the news
             raise
         return cls(hook, am, prom)
 

@@ -68,7 +68,7 @@ from benchlib import log, wait_until  # noqa: E402
 from false_pages import git_state  # noqa: E402
 
 from agent.config import DEFAULT_TIERS  # noqa: E402
-from agent.devstack import Prometheus, StackError, clean, get, rules_with_interval  # noqa: E402
+from agent.devstack import Prometheus, StackError, clean, get, rules_with_interval, unwind  # noqa: E402
 from agent.shard import shard_of  # noqa: E402
 
 # (tier, share of targets, category): mostly best-effort cameras and offices, a few lifelines.
@@ -503,11 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: cleaning up")
         return 130
     finally:
-        for step in reversed(cleanup):
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the rest
-                log(f"cleanup step failed: {exc!r}")
+        unwind(cleanup, report=lambda exc: log(f"cleanup step failed: {exc!r}"))
         if args.keep:
             log(f"kept {workdir}")
         else:

@@ -52,7 +52,8 @@ from benchlib import cpu_model, log  # noqa: E402 - bench/ is on the path when r
 
 from agent.demo.netns import DemoNet, available  # noqa: E402
 from agent.devstack import (  # noqa: E402
-    AlertingStack, Notification, Prometheus, StackError, clean, free_port, get, require_tool, stop_process, wait_for)
+    AlertingStack, Notification, Prometheus, StackError, clean, free_port, get, require_tool, stop_process, unwind,
+    wait_for)
 
 LIFELINE = os.path.join(ROOT, ".venv", "bin", "lifeline")
 SITES = ("dinghai", "putuo", "daishan", "shengsi", "zhujiajian")
@@ -378,11 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         args.keep = True  # the logs say why
         return 1
     finally:
-        for step in reversed(cleanup):
-            try:
-                step()
-            except Exception as exc:  # noqa: BLE001 - keep removing the rest
-                log(f"cleanup step failed: {exc!r}")
+        unwind(cleanup, report=lambda exc: log(f"cleanup step failed: {exc!r}"))
         if args.keep:
             log(f"kept {work} (agent.log, prometheus/, alertmanager/)")
         else:

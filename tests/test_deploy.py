@@ -23,7 +23,7 @@ import subprocess
 import pytest
 import yaml
 
-from agent.devstack import AlertingStack
+from agent.devstack import AlertingStack, unwind
 from tests.helpers import ROOT, AgentProcess, require_tool, wait_for
 
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -275,8 +275,7 @@ targets:
                          90, "the hotline's down page at the on-call webhook", interval=0.2)
         return notes[0].payload
     finally:
-        for stop in reversed(cleanup):
-            stop()
+        unwind(cleanup)
 
 
 def test_page_body_renders_from_a_real_page(real_page, tmp_path):

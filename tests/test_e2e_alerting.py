@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent.devstack import Alertmanager, Prometheus, WebhookReceiver, alertmanager_config
+from agent.devstack import AlertingStack, Prometheus, WebhookReceiver, unwind
 from tests.httpd import Pki
 from tests.testnet import TestNet, available
 from tests import grafana_model as gm
@@ -162,18 +162,12 @@ def stack(tmp_path_factory) -> Stack:
                                               window_end=(now + timedelta(hours=1)).isoformat(timespec="seconds")))
         agent = AgentProcess(str(config))
         cleanup.append(agent.stop)
-        hook = WebhookReceiver()
-        cleanup.append(hook.stop)
-        am = Alertmanager(str(work / "alertmanager"), alertmanager_config(hook)).start()
-        cleanup.append(am.stop)
-        prom = Prometheus(str(work / "prometheus"), [f"127.0.0.1:{agent.port}"], am.url,
-                          scrape_interval="1s", evaluation_interval="1s", rule_interval="1s").start()
-        cleanup.append(prom.stop)
+        alerting = AlertingStack.start(str(work), [f"127.0.0.1:{agent.port}"], interval="1s", rule_interval="1s")
+        cleanup.append(alerting.stop)
         yield Stack(net, {"dark": dark, "lossy": lossy, "degraded": degraded, "healthy": healthy},
-                    agent, prom, hook)
+                    agent, alerting.prometheus, alerting.hook)
     finally:
-        for stop in reversed(cleanup):
-            stop()
+        unwind(cleanup)
 
 
 def _page_for(stack: Stack, status: str, target: str) -> list:

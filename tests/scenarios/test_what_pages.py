@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from agent.devstack import Alertmanager, Prometheus, WebhookReceiver, alertmanager_config
+from agent.devstack import AlertingStack, Prometheus, WebhookReceiver, unwind
 from tests import grafana_model as gm
 from tests.helpers import ROOT, AgentProcess, require_root, require_tool, wait_for
 from tests.pagenet import PageNet
@@ -114,17 +114,12 @@ def _stack(tmp_path: Path, net: PageNet, config: str, vantages: list[str] | None
                                  host=net.mgmt[i], port=AGENT_PORT)
             cleanup.append(agent.stop)
             agents.append(agent)
-        hook = WebhookReceiver()
-        cleanup.append(hook.stop)
-        am = Alertmanager(str(tmp_path / "alertmanager"), alertmanager_config(hook)).start()
-        cleanup.append(am.stop)
-        prom = Prometheus(str(tmp_path / "prometheus"), [f"{m}:{AGENT_PORT}" for m in net.mgmt[:len(agents)]],
-                          am.url, scrape_interval="5s", evaluation_interval="5s").start()
-        cleanup.append(prom.stop)
-        yield Stack(net, agents, prom, hook)
+        alerting = AlertingStack.start(str(tmp_path), [f"{m}:{AGENT_PORT}" for m in net.mgmt[:len(agents)]],
+                                       interval="5s")
+        cleanup.append(alerting.stop)
+        yield Stack(net, agents, alerting.prometheus, alerting.hook)
     finally:
-        for stop in reversed(cleanup):
-            stop()
+        unwind(cleanup)
 
 
 def _all_up(stack: Stack, count: int) -> None:

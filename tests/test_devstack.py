@@ -1,0 +1,28 @@
+"""agent/devstack.unwind: the clean-up every test stack, bench and scripts/stack shares."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.devstack import unwind
+
+
+def test_unwind_runs_every_step_last_first_and_raises_the_first_failure():
+    ran: list[str] = []
+
+    def fail(name: str):
+        def step():
+            ran.append(name)
+            raise RuntimeError(name)
+        return step
+
+    steps = [lambda: ran.append("net"), fail("agent"), lambda: ran.append("prometheus"), fail("webhook")]
+    with pytest.raises(RuntimeError, match="webhook"):
+        unwind(steps)
+    assert ran == ["webhook", "prometheus", "agent", "net"]  # a failed stop leaves nothing behind it
+
+
+def test_unwind_with_report_hands_over_each_failure_and_raises_none():
+    seen: list[str] = []
+    unwind([lambda: 1 / 0, lambda: seen.append("ok")], report=lambda exc: seen.append(type(exc).__name__))
+    assert seen == ["ok", "ZeroDivisionError"]
