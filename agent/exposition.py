@@ -85,13 +85,14 @@ class Renderer:
         isolation; each only when configured, so an agent using none exports none of them."""
         calendar, suppressor = self.maintenance, self.suppressor
         windows = calendar is not None and bool(calendar.windows)
-        graph = suppressor is not None and bool(suppressor.graph.parents or suppressor.graph.anchors)
+        graph = suppressor is not None and suppressor.active
         if windows:
-            yield calendar.render()
+            now = calendar.clock()  # one instant for both: the active windows and the suppressed lines agree
+            yield calendar.render(now)
         if windows or graph:
             yield SUPPRESSED_FAMILY.header
             if windows:
-                yield calendar.suppressed_lines()
+                yield calendar.suppressed_lines(now)
             if graph:
                 yield suppressor.suppressed_lines()
         if suppressor is not None and suppressor.graph.anchors:

@@ -67,6 +67,7 @@ class Suppressor:
         self.graph = Graph()
         self._states: Mapping[str, Any] = {}  # name -> TargetState (agent/store.py)
         self._anchors: frozenset[str] = frozenset()
+        self.active = False  # the graph has parents or anchors
         self.causes: dict[str, tuple[str, str]] = {}  # name -> (cause, what explains it)
         self._own: set[str] = set()  # failing targets whose outage is their own
         self._was_up: dict[str, int | None] = {}  # parents' and anchors' last `up`
@@ -79,6 +80,7 @@ class Suppressor:
         """A new configuration: its graph, and the store's target states by name."""
         self.graph, self._states = graph, states
         self._anchors = frozenset(graph.anchors)
+        self.active = bool(graph.parents or graph.anchors)
         watched = set(graph.children) | self._anchors
         self._was_up = {n: states[n].up for n in watched if n in states}
         self.causes = {n: c for n, c in self.causes.items() if n in states}
@@ -91,8 +93,11 @@ class Suppressor:
 
     def observe(self, state: Any, kind: str, result: ProbeResult) -> None:
         """After the store folded ``result`` into ``state``: re-judge the target and what hangs on it."""
+        if not self.active and not self.causes:
+            return  # no depends_on, no anchors, nothing left explained: every result passes through here
         name = state.target.name
-        started = self._clock() - result.duration  # when the cycle that gave ``result`` began
+        # When the cycle that gave ``result`` began: the store has just stamped its end.
+        started = state.last_run[kind] - result.duration
         changed = False
         if state.up == 0 and state.failing == 1:
             # The outage's first failed cycle: ask the parents and the anchors now.

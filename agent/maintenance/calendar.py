@@ -54,7 +54,7 @@ class Calendar:
     """The running configuration's windows over this agent's targets."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+        self.clock = clock
         self._setup = _Setup((), (), (), (), (), ())
         self._spans: dict[str, _Span] = {}
         self._bodies: dict[frozenset[str], tuple[bytes, bytes]] = {}
@@ -101,7 +101,7 @@ class Calendar:
 
     def active(self, now: float | None = None) -> list[tuple[Window, tuple[str, ...], _Span]]:
         """Active windows with the targets they cover, in config order."""
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         setup = self._setup
         out = []
         for window, covered in zip(setup.windows, setup.covered):
@@ -139,11 +139,11 @@ class Calendar:
         exposition writes one header for every cause, agent/suppression.py has the others)."""
         if not self._setup.windows:
             return b""
-        return self._bodies_at(self._clock() if now is None else now)[2][1]
+        return self._bodies_at(self.clock() if now is None else now)[2][1]
 
     def render(self, now: float | None = None) -> bytes:
         """The maintenance families; nothing when no window is configured."""
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         setup = self._setup
         if not setup.windows:
             return b""
