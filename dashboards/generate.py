@@ -87,6 +87,17 @@ def target_link(field: str = "target") -> dict:
                "&${__url_time_range}"}]}]}
 
 
+def flag_stat(title: str, pos: tuple[int, int, int, int], target: dict, zero: tuple[str, str],
+              one: tuple[str, str], text_mode: str = "value", **extra: Any) -> dict:
+    """A stat panel for a 0/1 series: each value's (text, colour) as the background."""
+    return panel("stat", title, pos, [target],
+                 defaults={"mappings": [{"type": "value", "options": {
+                     "0": {"text": zero[0], "color": zero[1], "index": 0},
+                     "1": {"text": one[0], "color": one[1], "index": 1}}}]},
+                 options={"colorMode": "background", "graphMode": "none", "textMode": text_mode,
+                          "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}, **extra)
+
+
 def table_transform(rename: dict[str, str], exclude: tuple[str, ...] = (), sort: tuple[str, bool] | None = None,
                     order: tuple[str, ...] = ()) -> list[dict]:
     """Merge instant queries into one table, optionally sort, then rename and hide columns."""
@@ -289,25 +300,17 @@ def noc_overview() -> dict:
         panel("timeseries", "Agent CPU", (0, 51, 8, 6), [query(
             'rate(process_cpu_seconds_total{job="lifeline",instance=~"$instance"}[$__rate_interval])',
             legend="{{instance}}")], unit="percentunit"),
-        panel("stat", "Config reload", (8, 51, 8, 6), [query(
-            'min(lifeline_config_last_reload_successful{instance=~"$instance"})', instant=True)],
-            defaults={"mappings": [{"type": "value", "options": {
-                "0": {"text": "FAILED (old config kept)", "color": "red", "index": 0},
-                "1": {"text": "OK", "color": "green", "index": 1}}}]},
-            options={"colorMode": "background", "graphMode": "none", "textMode": "value",
-                     "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+        flag_stat("Config reload", (8, 51, 8, 6), query(
+            'min(lifeline_config_last_reload_successful{instance=~"$instance"})', instant=True),
+            ("FAILED (old config kept)", "red"), ("OK", "green")),
         panel("table", "Agent versions", (16, 51, 8, 6), [query(
             'lifeline_build_info{instance=~"$instance"}', instant=True, fmt="table")],
             transformations=table_transform({}, exclude=("Value", "__name__"))),
-        panel("stat", "Probe site (anchors)", (0, 57, 8, 5), [query(
-            'lifeline_agent_isolated{instance=~"$instance"}', instant=True, legend="{{instance}}")],
+        flag_stat("Probe site (anchors)", (0, 57, 8, 5), query(
+            'lifeline_agent_isolated{instance=~"$instance"}', instant=True, legend="{{instance}}"),
+            ("connected", "green"), ("ISOLATED", "red"), text_mode="value_and_name",
             description="ISOLATED: every anchor of the agent failed twice in a row; one page says so and its "
-                        "targets' failures are suppressed (cause isolated). No value: the agent has no anchors.",
-            defaults={"mappings": [{"type": "value", "options": {
-                "0": {"text": "connected", "color": "green", "index": 0},
-                "1": {"text": "ISOLATED", "color": "red", "index": 1}}}]},
-            options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                     "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+                        "targets' failures are suppressed (cause isolated). No value: the agent has no anchors."),
         panel("table", "Anchors", (8, 57, 8, 5), [query(
             'lifeline_anchor_up{instance=~"$instance"}', instant=True, fmt="table")],
             transformations=table_transform({"Value": "up"}, exclude=("__name__", "job"))),
