@@ -330,7 +330,10 @@ def noc_overview() -> dict:
 
 def target_detail() -> dict:
     panels = [
-        panel("stat", "State", (0, 0, 4, 4), [query(f"lifeline_target:health:state{{{TSEL}}}", instant=True)],
+        # The recorded state has series only for down and degraded targets; an ok one is 0 here.
+        panel("stat", "State", (0, 0, 4, 4), [query(
+            f"lifeline_target:health:state{{{TSEL}}} or max by (job, instance, target, tier, category, site) "
+            f"(0 * lifeline_target_up{{{TSEL}}})", instant=True)],
               defaults=STATE_MAPPINGS, options={"colorMode": "background", "graphMode": "none",
                                                 "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
         panel("stat", "Loss 5m", (4, 0, 4, 4), [query(f"lifeline_target:icmp_loss:ratio_5m{{{TSEL}}}", instant=True)],
@@ -341,6 +344,7 @@ def target_detail() -> dict:
               options={"graphMode": "none", "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
         panel("stat", "Availability 1d", (12, 0, 4, 4),
               [query(f"lifeline_target:availability:ratio_1d{{{TSEL}}}", instant=True)], unit="percentunit",
+              description="The last 24 hourly buckets: moves once an hour, up to an hour behind.",
               defaults={"decimals": 3},
               options={"graphMode": "none", "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
         panel("table", "Circuit", (16, 0, 8, 4), [query(f"lifeline_target_info{{{TSEL}}}", instant=True, fmt="table")],
@@ -525,7 +529,7 @@ def snmp_interfaces() -> dict:
 
 def tier_sla() -> dict:
     def avail(window: str, by: str) -> str:
-        # 1m buckets recorded by lifeline.recording.slow tile time exactly, so averaging them over any
+        # 1m buckets recorded by lifeline.recording.minute tile time exactly, so averaging them over any
         # window is the time-weighted availability (1d is also pre-recorded).
         if window == "1d":
             return f"avg by ({by}) (lifeline_target:availability:ratio_1d{{{SEL}}})"

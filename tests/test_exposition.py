@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import random
 
+import pytest
+
+from probes.base import ProbeResult
 from probes.icmp.result import IcmpResult
 from tests import kit
 from tests.helpers import samples, value
@@ -54,3 +58,82 @@ def test_gzip_and_plain_bodies_hold_the_same_exposition():
     unzipped = gzip.decompress(zipped)
     # Process metrics are sampled at each render; everything Lifeline's own must match.
     assert unzipped.split(b"# HELP process_")[0] == plain.split(b"# HELP process_")[0]
+
+
+def _tallies_from_target_series(text: str) -> dict[tuple[str, ...], float]:
+    """What the per-tier tallies must say, counted from the per-target series of the same body."""
+    want: dict[tuple[str, ...], float] = {}
+    for (name, ls), v in samples(text).items():
+        lab = dict(ls)
+        if name == "lifeline_target_up":
+            key = ("lifeline_tier_targets_up" if v else "lifeline_tier_targets_down", lab["tier"])
+            want[key] = want.get(key, 0) + 1
+        elif name == "lifeline_probe_success":
+            key = ("lifeline_tier_probes_failing", lab["tier"], lab["probe"])
+            want[key] = want.get(key, 0) + (v == 0)
+        elif name == "lifeline_probe_last_run_timestamp_seconds":
+            key = ("lifeline_tier_probe_last_run_timestamp_seconds", lab["tier"], lab["probe"])
+            want[key] = max(want.get(key, 0.0), v)
+    return want
+
+
+def _tallies_exported(text: str) -> dict[tuple[str, ...], float]:
+    got: dict[tuple[str, ...], float] = {}
+    for (name, ls), v in samples(text).items():
+        lab = dict(ls)
+        if name in ("lifeline_tier_targets_up", "lifeline_tier_targets_down"):
+            if v:  # a tier with no such target exports 0; the per-target series have nothing to count
+                got[(name, lab["tier"])] = v
+        elif name in ("lifeline_tier_probes_failing", "lifeline_tier_probe_last_run_timestamp_seconds"):
+            got[(name, lab["tier"], lab["probe"])] = v
+    return got
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_per_tier_tallies_agree_with_the_per_target_series_through_results_and_reloads(seed):
+    """The rules count down targets and find stale probes from the agent's per-tier tallies, kept
+    as results arrive: after any run of results and reloads (targets removed, moved to another tier,
+    given another probe) they must say what the per-target series say."""
+    rng = random.Random(seed)
+    clock = iter(range(1_000_000, 2_000_000)).__next__
+    names = [f"t{i}" for i in range(12)]
+
+    def draw() -> list:
+        return [_target(n, tier=rng.choice(("P0", "P1", "P3")), probes=rng.choice((("icmp",), ("icmp", "tcp"))))
+                for n in rng.sample(names, rng.randint(4, len(names)))]
+
+    targets = draw()
+    store = kit.StoreKit(*targets, clock=lambda: float(clock()))
+    for step in range(300):
+        if rng.random() < 0.05:
+            targets = draw()
+            store.apply(_config(*targets))
+        t = rng.choice(targets)
+        kind = rng.choice(t.probes)
+        ok = rng.random() < 0.6
+        if kind == "icmp":
+            result = _ok(3) if ok else IcmpResult(ok=False, reason="timeout", sent=3, rtts=())
+        else:
+            result = ProbeResult(ok=ok, reason=None if ok else "refused")
+        store.record(t, kind, result, lag=0)
+        if step % 25 == 0 or step == 299:
+            text = store.render()
+            want = {k: v for k, v in _tallies_from_target_series(text).items() if v}
+            got = {k: v for k, v in _tallies_exported(text).items() if v}
+            assert got == want, f"step {step}"
+    assert any(k[0] == "lifeline_tier_targets_down" for k in got)  # the run did fail some targets
+
+
+def test_consecutive_failures_carry_the_labels_of_up():
+    """The down alert reads lifeline_target_consecutive_failures alone: it needs up's category and
+    site (Alertmanager groups pages by site), with the vantage label when there is one."""
+    t = _target("hosp", category="hospital", site="north")
+    store = kit.StoreKit(t)
+    store.record(t, "icmp", IcmpResult(ok=False, reason="timeout", sent=3, rtts=()), lag=0)
+    store.record(t, "icmp", IcmpResult(ok=False, reason="timeout", sent=3, rtts=()), lag=0)
+    s = samples(store.render())
+    up = [ls for (n, ls) in s if n == "lifeline_target_up"]
+    failures = [(ls, v) for (n, ls), v in s.items() if n == "lifeline_target_consecutive_failures"]
+    assert failures == [(up[0], 2)] and dict(up[0])["site"] == "north"
+    store.record(t, "icmp", _ok(3), lag=0)
+    assert value(store.render(), "lifeline_target_consecutive_failures", target="hosp", site="north") == 0
