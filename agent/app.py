@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 import structlog
@@ -65,10 +66,11 @@ class Agent:
                                  suppressor=self.suppressor)
         self.status.scheduler_stats = self.scheduler.stats
         # Lists fetched from http_sd sources join the files' targets on every load (inventory/pull.py).
-        self.inventory = Inventory(kinds, lambda: self.config, lambda build: self.reloader.replace(build))
+        self.inventory = Inventory(kinds, lambda: self.config,
+                                   lambda build: self.reloader.replace(lambda: self._own(build)))
         self.status.extra_lines = self.inventory.lines
         self.reloader = Reloader(config_path, lambda: self.config, self._apply_new, self._reload_failed,
-                                 load=lambda path: self.inventory.merge(config_mod.load(path, kinds)))
+                                 load=lambda path: self._own(lambda: self.inventory.merge(config_mod.load(path, kinds))))
         self.listen = listen
         self.web = web
         self.web_path = web_path  # re-read on every reload, so passwords and certificates rotate without a restart
@@ -86,9 +88,29 @@ class Agent:
             await probe.start()
             self.probes[name] = probe
 
-    def _apply(self, config: config_mod.Config) -> Plan:
+    def _own(self, build: Callable[[], config_mod.Config]) -> config_mod.Config:
+        """Build the whole configuration, log its warnings, and keep this agent's shard of it in fresh memory.
+
+        Runs in the parser thread. The whole file is validated, then dropped before the kept part
+        is rebuilt from a pickle: objects that outlive a parse sit among the freed YAML tree and,
+        with a shard, the other shards' targets, and pin nearly every 256 KB pymalloc arena. A
+        shard of 3 x 10,000 targets kept 102 MB of a 30,000-target load for 15 MB of live objects;
+        after the round trip, 35 MB (~100 ms for 10,000 targets; the same holds without shards).
+        """
+        return pickle.loads(self._shard_pickled(build()))  # build()'s result is freed before loads runs
+
+    def _shard_pickled(self, config: config_mod.Config) -> bytes:
         self._log_warnings(config)
-        config = self.shard.select(config)  # validated whole; this agent keeps only its shard
+        return pickle.dumps(self.shard.select(config), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _start_config(self) -> config_mod.Config:
+        """The configuration given at start, joined with the cached fetched lists; dropped from self
+        so that its memory can go (see _own)."""
+        base, self.config = self.config, None  # type: ignore[assignment] - set again by _apply
+        return self.inventory.restore(base)
+
+    def _apply(self, config: config_mod.Config) -> Plan:
+        """Apply ``config``, already this agent's shard (from _own)."""
         plan = Plan.between(self._running, config)
         self.resolver.configure(config.dns)
         self.store.apply(plan)
@@ -173,7 +195,7 @@ class Agent:
         sys.setswitchinterval(0.0005)
         self._loop = asyncio.get_running_loop()
         await self._open_probes()
-        self._apply(self.inventory.restore(self.config))  # a restart in an inventory outage probes the cache
+        self._apply(self._own(self._start_config))  # a restart in an inventory outage probes the cache
         routes = Routes(metrics=self.exposition.get, ready=lambda: self._ready,
                         reload=self._reload_from_thread, version=self.status.version,
                         status_json=self.board.json, status_page=lambda: status_page(self.board.json(True)),

@@ -120,6 +120,9 @@ def run(config_path: str, listen: str, web_config: str = "", watch_interval: flo
     try:
         agent = Agent(config_path, cfg, listen, web=web, watch_interval=watch_interval, shard=shard,
                       web_path=web_config, vantage=vantage)
+        # The agent keeps only its shard's targets; a reference here kept the whole file's for
+        # the agent's life (a shard of 3 x 10,000: 140 MB RSS against 103 MB for its 10,000 alone).
+        del cfg
         return asyncio.run(agent.run())
     except ProbeUnavailable as exc:
         print(f"lifeline: {exc}", file=sys.stderr)
