@@ -90,10 +90,11 @@ def _tallies_exported(text: str) -> dict[tuple[str, ...], float]:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_per_tier_tallies_agree_with_the_per_target_series_through_results_and_reloads(seed):
+def test_per_tier_tallies_and_rows_agree_with_the_targets_through_results_and_reloads(seed):
     """The rules count down targets and find stale probes from the agent's per-tier tallies, kept
     as results arrive: after any run of results and reloads (targets removed, moved to another tier,
-    given another probe) they must say what the per-target series say."""
+    given another probe) they must say what the per-target series say; the rows a scrape joins
+    must hold each target's full lines."""
     rng = random.Random(seed)
     clock = iter(range(1_000_000, 2_000_000)).__next__
     names = [f"t{i}" for i in range(12)]
@@ -121,6 +122,11 @@ def test_per_tier_tallies_agree_with_the_per_target_series_through_results_and_r
             want = {k: v for k, v in _tallies_from_target_series(text).items() if v}
             got = {k: v for k, v in _tallies_exported(text).items() if v}
             assert got == want, f"step {step}"
+            # A result that changes nothing but the last-run and duration lines rewrites only
+            # those rows: what the rows hold must still be every target's full set of lines.
+            for state in store.store.targets.values():
+                rows = [row[state.index] for row in store.store.core_rows]
+                assert rows == state.core_fragments(), f"step {step}, {state.target.name}"
     assert any(k[0] == "lifeline_tier_targets_down" for k in got)  # the run did fail some targets
 
 
