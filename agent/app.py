@@ -9,11 +9,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import structlog
 
 from agent import config as config_mod
 from agent import webconfig
+from agent.child import run_in_child
 from agent.inventory.pull import Inventory
 from agent.inventory.render import ConfigPage
 from agent.maintenance.calendar import Calendar
@@ -67,10 +69,11 @@ class Agent:
         self.status.scheduler_stats = self.scheduler.stats
         # Lists fetched from http_sd sources join the files' targets on every load (inventory/pull.py).
         self.inventory = Inventory(kinds, lambda: self.config,
-                                   lambda build: self.reloader.replace(lambda: self._own(build)))
+                                   lambda build: self.reloader.replace(lambda: self._own(build, in_child=True)))
         self.status.extra_lines = self.inventory.lines
-        self.reloader = Reloader(config_path, lambda: self.config, self._apply_new, self._reload_failed,
-                                 load=lambda path: self._own(lambda: self.inventory.merge(config_mod.load(path, kinds))))
+        self.reloader = Reloader(
+            config_path, lambda: self.config, self._apply_new, self._reload_failed,
+            load=lambda path: self._own(lambda: self.inventory.merge(config_mod.load(path, kinds)), in_child=True))
         self.listen = listen
         self.web = web
         self.web_path = web_path  # re-read on every reload, so passwords and certificates rotate without a restart
@@ -88,20 +91,32 @@ class Agent:
             await probe.start()
             self.probes[name] = probe
 
-    def _own(self, build: Callable[[], config_mod.Config]) -> config_mod.Config:
+    def _own(self, build: Callable[[], config_mod.Config], in_child: bool = False) -> config_mod.Config:
         """Build the whole configuration, log its warnings, and keep this agent's shard of it in fresh memory.
 
-        Runs in the parser thread. The whole file is validated, then dropped before the kept part
-        is rebuilt from a pickle: objects that outlive a parse sit among the freed YAML tree and,
-        with a shard, the other shards' targets, and pin nearly every 256 KB pymalloc arena. A
-        shard of 3 x 10,000 targets kept 102 MB of a 30,000-target load for 15 MB of live objects;
-        after the round trip, 35 MB (~100 ms for 10,000 targets; the same holds without shards).
+        Runs in the parser thread; on reloads ``in_child``, in a forked process (agent/child.py).
+        The whole file is validated, then dropped before the kept part is rebuilt from a pickle:
+        objects that outlive a parse sit among the freed YAML tree and, with a shard, the other
+        shards' targets, and pin nearly every 256 KB pymalloc arena. A shard of 3 x 10,000 targets
+        kept 102 MB of a 30,000-target load for 15 MB of live objects; after the round trip, 35 MB
+        (~100 ms for 10,000 targets; the same holds without shards).
         """
-        return pickle.loads(self._shard_pickled(build()))  # build()'s result is freed before loads runs
+        def made() -> bytes:
+            return self._shard_pickled(build())  # build()'s result is freed when this returns
+
+        warned, digest, shard = pickle.loads(run_in_child(made) if in_child else made())
+        self._log_warnings(warned)
+        running = self.config
+        if running is not None and digest == running.digest:
+            return running  # unchanged (the reload says so): not even rebuilt, so it leaves no garbage
+        return pickle.loads(shard)
 
     def _shard_pickled(self, config: config_mod.Config) -> bytes:
-        self._log_warnings(config)
-        return pickle.dumps(self.shard.select(config), protocol=pickle.HIGHEST_PROTOCOL)
+        """The whole configuration's warnings (with what identifies them), its digest and this agent's
+        shard, pickled (the shard on its own, so an unchanged file is never unpickled)."""
+        warned = (config.file_digest or config.digest, tuple(config_mod.warnings(config)))
+        shard = pickle.dumps(self.shard.select(config), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((warned, config.digest, shard), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _start_config(self) -> config_mod.Config:
         """The configuration given at start, joined with the cached fetched lists; dropped from self
@@ -132,14 +147,13 @@ class Agent:
         self.store.record(state, kind, result, lag)
         self.suppressor.observe(state, kind, result)
 
-    def _log_warnings(self, config: config_mod.Config) -> None:
-        """Warnings of the whole configuration (before sharding), logged at load and at each reload
-        of the files; not again on every refresh of fetched lists that leaves them as they were."""
-        warnings = tuple(config_mod.warnings(config))
-        key = (config.file_digest or config.digest, warnings)
+    def _log_warnings(self, key: tuple[str, tuple[Any, ...]]) -> None:
+        """Warnings of the whole configuration (before sharding; ``key``: its file digest and them),
+        logged at load and at each reload of the files; not again on every refresh of fetched lists
+        that leaves them as they were."""
         if key == self._warned:
             return
-        for w in warnings:
+        for w in key[1]:
             log.warning("config_warning", file=w.file, line=w.line, path=w.path, message=w.message)
         self._warned = key
 

@@ -237,8 +237,23 @@ class MetricsStore:
             fresh[target.name] = state
         core_rows: tuple[list[bytes], ...] = tuple([] for _ in CORE_FAMILIES)
         kind_rows = {k: tuple([] for _ in kind.families) for k, kind in self.kinds.items()}
+        old_core, old_kind = self.core_rows, self.kind_rows
         for index, state in enumerate(fresh.values()):
-            state.index = index
+            old_index, state.index = state.index, index
+            if old_index >= 0:
+                # Kept: its lines are the ones it has in the old rows. Formatting them again took
+                # ~25 us per target on the loop, ~250 ms at 10,000 targets for every applied reload,
+                # and put 25 MB of new text beside the old.
+                for row, old_row in zip(core_rows, old_core):
+                    row.append(old_row[old_index])
+                slots = []
+                for k, old_slot in zip(state.kinds, state.slots):
+                    rows = kind_rows[k]
+                    slots.append(len(rows[0]) if rows else 0)
+                    for row, old_row in zip(rows, old_kind[k]):
+                        row.append(old_row[old_slot])
+                state.slots = tuple(slots)
+                continue
             for row, fragment in zip(core_rows, state.core_fragments()):
                 row.append(fragment)
             slots = []

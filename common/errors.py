@@ -24,6 +24,9 @@ class ConfigInvalid(LifelineError):
         self.errors = list(errors)
         super().__init__("\n".join(str(e) for e in self.errors))
 
+    def __reduce__(self) -> tuple[type, tuple[list[ConfigError]]]:
+        return ConfigInvalid, (self.errors,)  # pickled by the reload's parser process (agent/child.py)
+
 
 class ProbeUnavailable(LifelineError):
     """A probe cannot run on this host (e.g. no permission for ICMP sockets)."""

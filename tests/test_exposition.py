@@ -127,6 +127,10 @@ def test_per_tier_tallies_and_rows_agree_with_the_targets_through_results_and_re
             for state in store.store.targets.values():
                 rows = [row[state.index] for row in store.store.core_rows]
                 assert rows == state.core_fragments(), f"step {step}, {state.target.name}"
+                for kind, kstate in state.kinds.items():
+                    owner = store.store.kinds[kind]
+                    rows = [row[state.slot(kind)] for row in store.store.kind_rows[kind]]
+                    assert rows == list(owner.fragments(kstate, state.key)), f"step {step}, {state.target.name}"
     assert any(k[0] == "lifeline_tier_targets_down" for k in got)  # the run did fail some targets
 
 
