@@ -7,6 +7,11 @@ space: a 10,000-target agent went from 99 to 132 MB RSS at its first reload of a
 file and to 148 MB after a reload that changed 250 targets. The child also parses without
 holding the agent's GIL. Its result (or the exception it raised) comes back pickled through a
 pipe; the child is reaped before this returns.
+
+Forking a threaded process is safe here because of what the child does: only the parse (no
+logging, whose locks another thread may have held at the fork; no threads; no event loop).
+CPython holds its import lock across fork() and glibc its malloc locks, so lazy imports and
+allocation in the child cannot deadlock.
 """
 
 from __future__ import annotations
