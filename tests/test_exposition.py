@@ -147,3 +147,19 @@ def test_consecutive_failures_carry_the_labels_of_up():
     assert failures == [(up[0], 2)] and dict(up[0])["site"] == "north"
     store.record(t, "icmp", _ok(3), lag=0)
     assert value(store.render(), "lifeline_target_consecutive_failures", target="hosp", site="north") == 0
+
+
+def test_icmp_counters_carry_category_and_site_and_follow_a_move():
+    """The loss window and the SLA buckets take category and site from the two counters (no join
+    on lifeline_target_info): a target moved to another site must be counted there."""
+    t = _target("cam", category="checkpoint", site="putuo")
+    store = kit.StoreKit(t)
+    store.record(t, "icmp", _ok(3), lag=0)
+    assert value(store.render(), "lifeline_icmp_requests_total", target="cam", category="checkpoint",
+                 site="putuo") == 3
+    moved = _target("cam", category="checkpoint", site="dinghai")
+    store.apply(_config(moved))
+    store.record(moved, "icmp", _ok(3), lag=0)
+    s = samples(store.render())
+    assert value(s, "lifeline_icmp_responses_total", target="cam", site="dinghai") == 6  # counters carried
+    assert value(s, "lifeline_icmp_requests_total", site="putuo") is None

@@ -112,7 +112,9 @@ class IcmpKind(ProbeKind):
         return IcmpProbe(resolver=ctx.resolver)
 
     def new_state(self, target: Target, old: metrics.IcmpState | None = None) -> metrics.IcmpState:
-        return old if old is not None else metrics.IcmpState()
+        state = old if old is not None else metrics.IcmpState()
+        state.where = metrics.where(target)  # a changed target may have moved site or category
+        return state
 
     def record(self, state: metrics.IcmpState, result: ProbeResult) -> None:
         metrics.record(state, result)

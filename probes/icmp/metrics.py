@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.textfmt import Family, Histogram, fmt, histogram_template
+from common.model import Target
+from common.textfmt import Family, Histogram, fmt, histogram_template, labels
 from probes.base import ProbeResult
 from probes.icmp.result import IcmpResult, jitter, loss
 
@@ -41,6 +42,12 @@ class IcmpState:
     last_rtts: tuple[float, ...] = ()
     avg_loss: float | None = None  # moving averages over ~12 cycles, for the status page
     avg_rtt: float | None = None
+    # ',category="...",site="..."' for the two counters (see fragments), set by IcmpKind.new_state.
+    where: bytes = b""
+
+
+def where(target: Target) -> bytes:
+    return ("," + labels((("category", target.category), ("site", target.site)))).encode()
 
 
 def window_figures(state: IcmpState) -> tuple[float, float | None] | None:
@@ -67,9 +74,14 @@ def record(state: IcmpState, result: ProbeResult) -> None:
 
 
 def fragments(state: IcmpState, key: bytes) -> list[bytes]:
-    """Bytes %-formatting with the label set encoded once: ~15 µs per result at 3 echoes."""
-    frags = [b"lifeline_icmp_requests_total{%s} %d\n" % (key, state.requests),
-             b"lifeline_icmp_responses_total{%s} %d\n" % (key, state.responses),
+    """Bytes %-formatting with the label set encoded once: ~15 µs per result at 3 echoes.
+
+    The two counters also carry the target's category and site, as lifeline_target_up does: the
+    loss window and the SLA buckets keep them without a join on lifeline_target_info, which cost
+    ~250 ms per rule at 30,000 targets (selecting 30,000 info series with all their labels).
+    """
+    frags = [b"lifeline_icmp_requests_total{%s%s} %d\n" % (key, state.where, state.requests),
+             b"lifeline_icmp_responses_total{%s%s} %d\n" % (key, state.where, state.responses),
              state.rtt.text(RTT_TEMPLATE, key), b"", b"", b"", b"", b""]
     sent, rtts = state.last_sent, state.last_rtts
     if sent:
