@@ -19,14 +19,13 @@ def _targets(names_tiers):
                    for i, (n, t) in enumerate(names_tiers))
 
 
-def _p0_requests(text):
-    return {k.split('"')[1]: v for k, v in series(text, "lifeline_icmp_requests_total").items()
-            if k.endswith('tier="P0"')}
-
-
 def _requests(text, tier="P3"):
     return {k.split('"')[1]: v for k, v in series(text, "lifeline_icmp_requests_total").items()
-            if k.endswith(f'tier="{tier}"')}
+            if f'tier="{tier}"' in k.split(",")}
+
+
+def _p0_requests(text):
+    return _requests(text, "P0")
 
 
 def test_reload_1000_to_900_added_925_removed(agent_factory, tmp_path):
