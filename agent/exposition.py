@@ -38,6 +38,7 @@ _TIER_FAMILIES = (
 
 # Per-tier tallies of what every target's series say (agent/store.py TierTally): the rules count
 # up, down and failing targets and find the stale probes from these few series, not from 30,000.
+_TARGETS = Family("lifeline_tier_targets", "gauge", "Targets configured per tier.")
 _TARGETS_UP = Family("lifeline_tier_targets_up", "gauge", "Targets of the tier whose last cycle succeeded (every probe).")
 _TARGETS_DOWN = Family("lifeline_tier_targets_down", "gauge", "Targets of the tier whose last cycle failed.")
 _PROBES_FAILING = Family("lifeline_tier_probes_failing", "gauge",
@@ -108,22 +109,17 @@ class Renderer:
             yield suppressor.render()
 
     def _tiers(self, out: list[str]) -> None:
-        counts = self.store.count_by_tier()
         tiers = sorted(self.store.tiers.values(), key=lambda t: (t.priority, t.name))
-        Family("lifeline_tier_targets", "gauge", "Targets configured per tier.").lines(out)
-        out.extend(f'lifeline_tier_targets{{tier="{escape(t.name)}"}} {counts.get(t.name, 0)}' for t in tiers)
-        tally = self.store.tally
-        for family, counter in ((_TARGETS_UP, tally.up), (_TARGETS_DOWN, tally.down)):
+        tally, in_use = self.store.tally, self.store.in_use
+        for family, counter in ((_TARGETS, tally.configured), (_TARGETS_UP, tally.up), (_TARGETS_DOWN, tally.down)):
             family.lines(out)
             out.extend(f'{family.name}{{tier="{escape(t.name)}"}} {counter.get(t.name, 0)}' for t in tiers)
-        in_use = self.store.in_use
         _PROBES_FAILING.lines(out)
         out.extend(f'lifeline_tier_probes_failing{{tier="{escape(t)}",probe="{k}"}} {tally.failing.get((t, k), 0)}'
                    for t, k in in_use)
-        ran = [(t, k, tally.last_run.get((t, k))) for t, k in in_use]
         _LAST_RUN.lines(out)
         out.extend(f'lifeline_tier_probe_last_run_timestamp_seconds{{tier="{escape(t)}",probe="{k}"}} {ended:.3f}'
-                   for t, k, ended in ran if ended is not None)
+                   for t, k in in_use if (ended := tally.last_run.get((t, k))) is not None)
         Family("lifeline_tier_info", "gauge", "Tier metadata; value is always 1.").lines(out)
         out.extend(f'lifeline_tier_info{{tier="{escape(t.name)}",severity="{t.severity}"}} 1' for t in tiers)
         for attr, family in _TIER_FAMILIES:
