@@ -68,6 +68,9 @@ def _tallies_from_target_series(text: str) -> dict[tuple[str, ...], float]:
         if name == "lifeline_target_up":
             key = ("lifeline_tier_targets_up" if v else "lifeline_tier_targets_down", lab["tier"])
             want[key] = want.get(key, 0) + 1
+        elif name == "lifeline_target_info":
+            key = ("lifeline_tier_targets", lab["tier"])
+            want[key] = want.get(key, 0) + 1
         elif name == "lifeline_probe_success":
             key = ("lifeline_tier_probes_failing", lab["tier"], lab["probe"])
             want[key] = want.get(key, 0) + (v == 0)
@@ -81,7 +84,7 @@ def _tallies_exported(text: str) -> dict[tuple[str, ...], float]:
     got: dict[tuple[str, ...], float] = {}
     for (name, ls), v in samples(text).items():
         lab = dict(ls)
-        if name in ("lifeline_tier_targets_up", "lifeline_tier_targets_down"):
+        if name in ("lifeline_tier_targets", "lifeline_tier_targets_up", "lifeline_tier_targets_down"):
             if v:  # a tier with no such target exports 0; the per-target series have nothing to count
                 got[(name, lab["tier"])] = v
         elif name in ("lifeline_tier_probes_failing", "lifeline_tier_probe_last_run_timestamp_seconds"):
@@ -122,8 +125,8 @@ def test_per_tier_tallies_and_rows_agree_with_the_targets_through_results_and_re
             want = {k: v for k, v in _tallies_from_target_series(text).items() if v}
             got = {k: v for k, v in _tallies_exported(text).items() if v}
             assert got == want, f"step {step}"
-            # A result that changes nothing but the last-run and duration lines rewrites only
-            # those rows: what the rows hold must still be every target's full set of lines.
+            # A reload hands a kept target the lines it had in the old rows (new targets get
+            # theirs formatted): what the rows hold must be every target's full set of lines.
             for state in store.store.targets.values():
                 rows = [row[state.index] for row in store.store.core_rows]
                 assert rows == state.core_fragments(), f"step {step}, {state.target.name}"
