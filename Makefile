@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv bench bench-icmp bench-snmp bench-services bench-status bench-scaleout soak false-pages scenarios clean
+.PHONY: demo test venv bench bench-ab bench-icmp bench-snmp bench-services bench-status bench-scaleout soak false-pages scenarios clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: bench-icmp bench-snmp bench-services bench-status
 bench-icmp: venv
 	scripts/install-system-deps test
 	$(BIN)/python bench/bench_icmp.py
+
+# Two builds side by side (CPU per echo at 10,000 targets): make bench-ab BASE=<rev> [CHANGED=<rev>]
+bench-ab: venv
+	$(BIN)/python bench/ab_icmp.py $(BASE) $(CHANGED) --results bench/results.md
 
 bench-snmp: venv
 	scripts/install-system-deps test

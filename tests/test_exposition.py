@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from probes.base import ProbeResult
+from probes.base import ProbeResult, TlsInfo
 from probes.icmp.result import IcmpResult
 from tests import kit
 from tests.helpers import samples, value
@@ -115,10 +115,16 @@ def test_per_tier_tallies_and_rows_agree_with_the_targets_through_results_and_re
         t = rng.choice(targets)
         kind = rng.choice(t.probes)
         ok = rng.random() < 0.6
+        # Durations, phases and certificates vary: a steady success rewrites only some of the
+        # core lines (store.record), and the check below must see a line it forgot.
+        duration = round(rng.random(), 3)
         if kind == "icmp":
-            result = _ok(3) if ok else IcmpResult(ok=False, reason="timeout", sent=3, rtts=())
+            result = (IcmpResult(ok=True, sent=3, rtts=(0.001,) * 3, duration=duration) if ok else
+                      IcmpResult(ok=False, reason="timeout", sent=3, rtts=(), duration=duration))
         else:
-            result = ProbeResult(ok=ok, reason=None if ok else "refused")
+            tls = TlsInfo(not_after=float(rng.randint(1, 3)), subject="CN=a", issuer="CN=b", serial="01")
+            result = ProbeResult(ok=ok, reason=None if ok else "refused", duration=duration,
+                                 phases=(("connect", duration / 2),), tls=tls if rng.random() < 0.3 else None)
         store.record(t, kind, result, lag=0)
         if step % 25 == 0 or step == 299:
             text = store.render()
