@@ -7,8 +7,11 @@ import random
 
 import pytest
 
+from common.secrets import Secret
 from probes.base import ProbeResult, TlsInfo
 from probes.icmp.result import IcmpResult
+from probes.snmp.config import SnmpSettings
+from probes.snmp.result import IfRow, SnmpResult
 from tests import kit
 from tests.helpers import samples, value
 
@@ -172,3 +175,43 @@ def test_icmp_counters_carry_category_and_site_and_follow_a_move():
     s = samples(store.render())
     assert value(s, "lifeline_icmp_responses_total", target="cam", site="dinghai") == 6  # counters carried
     assert value(s, "lifeline_icmp_requests_total", site="putuo") is None
+
+
+# Per-target families that alert rules read without a join on lifeline_target_info: each carries the
+# target's category and site (Alertmanager routes and groups pages by site). tests/test_rules.py
+# accepts an alert on one of these; the test below holds the agent to it.
+SITED_FAMILIES = ("lifeline_target_up", "lifeline_target_consecutive_failures", "lifeline_icmp_requests_total",
+                  "lifeline_icmp_responses_total", "lifeline_tls_cert_not_after_timestamp_seconds",
+                  "lifeline_snmp_if_oper_status", "lifeline_snmp_reboots_total")
+
+
+def test_the_families_alerts_read_carry_category_and_site_and_follow_a_move():
+    settings = (("snmp", SnmpSettings(community=Secret("x"))),)
+    probes = ("icmp", "snmp", "http")
+
+    def target(site):
+        return _target("rtr", category="router", site=site, probes=probes, settings=settings)
+
+    def feed(t):
+        store.record(t, "icmp", _ok(3), lag=0)
+        store.record(t, "http", ProbeResult(ok=True, tls=TlsInfo(not_after=1e9, subject="CN=a", issuer="CN=b",
+                                                                   serial="01")), lag=0)
+        store.record(t, "snmp", SnmpResult(ok=True, sys_uptime=5.0, rebooted=True, interfaces=(
+            IfRow(ifindex=2, ifname="ge-0/0/1", ifdescr="", ifalias="", admin=1, oper=2),)), lag=0)
+
+    t = target("north")
+    store = kit.StoreKit(t)
+    feed(t)
+    s = samples(store.render())
+    for family in SITED_FAMILIES:
+        found = [dict(ls) for (n, ls) in s if n == family]
+        assert found and all(ls.get("category") == "router" and ls.get("site") == "north" for ls in found), family
+    moved = target("east")
+    store.apply(_config(moved))  # same name and tier, another site: state carried, labels follow
+    s = samples(store.render())
+    assert not [n for (n, ls) in s if n in SITED_FAMILIES and dict(ls).get("site") == "north"]
+    feed(moved)
+    s = samples(store.render())
+    for family in SITED_FAMILIES:
+        assert [ls for (n, ls) in s if n == family and dict(ls).get("site") == "east"], family
+    assert value(s, "lifeline_snmp_reboots_total", target="rtr", site="east") == 2  # the counter carried on

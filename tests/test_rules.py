@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.helpers import ROOT, require_tool
+from tests.test_exposition import SITED_FAMILIES
 
 RULES = os.path.join(ROOT, "rules", "lifeline.rules.yml")
 RULE_TESTS = sorted(glob.glob(os.path.join(ROOT, "rules", "tests", "*.yml")))
@@ -105,10 +106,10 @@ def test_alert_labels_and_annotations(rule):
         assert labels["severity"] in ("critical", "warning", "info")
     if rule["alert"].startswith(("LifelineTarget", "LifelineInterface", "LifelineDevice")):
         assert TARGET_ANNOTATIONS <= set(notes), "target alerts carry the circuit from lifeline_target_info"
-        # Alertmanager groups by site: the series must bring it (the target_up
-        # series and lifeline_target:* recordings do; others join target_info).
-        assert re.search(r"lifeline_target_up|lifeline_target:|group_left \(category, site\)", rule["expr"]), \
-            "site is needed for grouping"
+        # Alertmanager groups by site: the series must bring it (the agent's families
+        # in SITED_FAMILIES and the lifeline_target:* recordings do; others join target_info).
+        sited = "|".join([*SITED_FAMILIES, "lifeline_target:", r"group_left \(category, site\)"])
+        assert re.search(sited, rule["expr"]), "site is needed for grouping"
 
 
 def test_down_is_three_failed_cycles_counted_by_the_agent():

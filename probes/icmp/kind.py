@@ -10,7 +10,7 @@ from common.model import Target, Tier
 from common.textfmt import Family, escape, fmt
 from common.validate import Validator, format_duration
 from common.yamlsrc import Path
-from probes.base import Probe, ProbeContext, ProbeKind, ProbeResult
+from probes.base import Probe, ProbeContext, ProbeKind, ProbeResult, target_where
 from probes.icmp import metrics
 from probes.icmp.options import IcmpOptions, family_problem, parse_options
 
@@ -113,7 +113,7 @@ class IcmpKind(ProbeKind):
 
     def new_state(self, target: Target, old: metrics.IcmpState | None = None) -> metrics.IcmpState:
         state = old if old is not None else metrics.IcmpState()
-        state.where = metrics.where(target)  # a changed target may have moved site or category
+        state.where = target_where(target)  # a changed target may have moved site or category
         return state
 
     def record(self, state: metrics.IcmpState, result: ProbeResult) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.model import Target
-from common.textfmt import Family, Histogram, fmt, histogram_template, labels
+from common.textfmt import Family, Histogram, fmt, histogram_template
 from probes.base import ProbeResult
 from probes.icmp.result import IcmpResult, jitter, loss
 
@@ -44,10 +43,6 @@ class IcmpState:
     avg_rtt: float | None = None
     # ',category="...",site="..."' for the two counters (see fragments), set by IcmpKind.new_state.
     where: bytes = b""
-
-
-def where(target: Target) -> bytes:
-    return ("," + labels((("category", target.category), ("site", target.site)))).encode()
 
 
 def window_figures(state: IcmpState) -> tuple[float, float | None] | None:

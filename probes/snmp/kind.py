@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from common.model import Target, Tier
 from common.validate import Validator, format_duration
 from common.yamlsrc import Path
-from probes.base import Probe, ProbeContext, ProbeKind, ProbeResult
+from probes.base import Probe, ProbeContext, ProbeKind, ProbeResult, target_where
 from probes.snmp import config, metrics
 
 if TYPE_CHECKING:
@@ -76,13 +76,18 @@ class SnmpKind(ProbeKind):
         from probes.snmp.probe import new_state
 
         settings = target.setting("snmp")
+        where = target_where(target)
         if old is not None and old.settings == settings:
-            return old
-        state = new_state(settings)
-        if old is not None:
-            # New settings start a fresh poll memory (interfaces, uptime), but the reboot
-            # counter and the last result stay: a counter must not go back on reload.
-            state.reboots, state.last = old.reboots, old.last
+            state = old
+            if state.where != where:  # the target moved site or category: its labels change
+                state.if_keys.clear()
+        else:
+            state = new_state(settings)
+            if old is not None:
+                # New settings start a fresh poll memory (interfaces, uptime), but the reboot
+                # counter and the last result stay: a counter must not go back on reload.
+                state.reboots, state.last = old.reboots, old.last
+        state.where = where
         return state
 
     def record(self, state: SnmpState, result: ProbeResult) -> None:

@@ -9,7 +9,8 @@ from probes.snmp.state import SnmpState
 
 # (IfRow attribute, family) for the per-interface families.
 IF_FAMILIES = (
-    ("oper", Family("lifeline_snmp_if_oper_status", "gauge", "ifOperStatus (1 up, 2 down, ... as in IF-MIB).")),
+    ("oper", Family("lifeline_snmp_if_oper_status", "gauge",
+                    "ifOperStatus (1 up, 2 down, ... as in IF-MIB). Labelled like lifeline_target_up, and by interface.")),
     ("admin", Family("lifeline_snmp_if_admin_status", "gauge", "ifAdminStatus (1 up, 2 down, 3 testing).")),
     ("in_octets", Family("lifeline_snmp_if_in_octets_total", "counter",
                          "Octets received (ifHCInOctets, or ifInOctets where the device has no 64-bit counter).")),
@@ -27,7 +28,8 @@ FAMILIES = (
     Family("lifeline_snmp_up", "gauge", "1 if the last SNMP poll of the target succeeded."),
     Family("lifeline_snmp_poll_duration_seconds", "gauge", "Duration of the last SNMP poll."),
     Family("lifeline_snmp_reboots_total", "counter",
-           "Times sysUpTime went backwards (device or agent restarted) since Lifeline started."),
+           "Times sysUpTime went backwards (device or agent restarted) since Lifeline started. "
+           "Labelled like lifeline_target_up."),
     Family("lifeline_snmp_sys_uptime_seconds", "gauge", "sysUpTime of the SNMP agent."),
     Family("lifeline_snmp_info", "gauge", "sysName and sysDescr; value is always 1."),
     Family("lifeline_snmp_oid_value", "gauge", "Extra scalar OIDs configured for the target, by name."),
@@ -49,7 +51,10 @@ def fragments(state: SnmpState, key: bytes) -> list[bytes] | tuple[bytes, ...]:
         return _NONE  # not polled yet: no series rather than zeros
     frags = [b"lifeline_snmp_up{%s} %d\n" % (key, r.ok),
              b"lifeline_snmp_poll_duration_seconds{%s} %s\n" % (key, fmt(r.duration).encode()),
-             b"lifeline_snmp_reboots_total{%s} %d\n" % (key, state.reboots)]
+             # The two families the alert rules read carry category and site (state.where): the
+             # rules' join on lifeline_target_info read 30,000 info series every 30 s, ~200 ms apiece,
+             # with no SNMP target at all (bench/bench_scaleout.py).
+             b"lifeline_snmp_reboots_total{%s%s} %d\n" % (key, state.where, state.reboots)]
     if not (r.ok and isinstance(r, SnmpResult)):
         return frags + [b""] * (len(FAMILIES) - 3)  # a failed poll's values would look current
     frags.append(b"" if r.sys_uptime is None else
@@ -64,14 +69,17 @@ def fragments(state: SnmpState, key: bytes) -> list[bytes] | tuple[bytes, ...]:
         info_keys.clear()
     rows = []
     for row in r.interfaces:
-        ikey = if_keys.get((row.ifindex, row.ifname))
-        if ikey is None:
-            ikey = if_keys[(row.ifindex, row.ifname)] = (
-                b'%s,ifindex="%d",ifname="%s"' % (key, row.ifindex, escape(row.ifname).encode()))
-        rows.append((ikey, row))
+        keys = if_keys.get((row.ifindex, row.ifname))
+        if keys is None:
+            ifname = escape(row.ifname).encode()
+            keys = if_keys[(row.ifindex, row.ifname)] = (
+                b'%s,ifindex="%d",ifname="%s"' % (key, row.ifindex, ifname),
+                b'%s%s,ifindex="%d",ifname="%s"' % (key, state.where, row.ifindex, ifname))
+        rows.append((keys, row))
     for attr, family in IF_FAMILIES:
         name = family.name.encode()
-        frags.append(b"".join([b"%s{%s} %d\n" % (name, ikey, v) for ikey, row in rows
+        which = 1 if attr == "oper" else 0
+        frags.append(b"".join([b"%s{%s} %d\n" % (name, keys[which], v) for keys, row in rows
                                if (v := getattr(row, attr)) is not None]))
     lines = []
     for row in r.interfaces:

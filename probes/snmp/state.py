@@ -33,6 +33,9 @@ class SnmpState:
     # --- the metrics' memory
     reboots: int = 0  # since the agent started (or the target was added)
     last: SnmpResult | None = None
-    # Label strings per interface, built once rather than on every result.
-    if_keys: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    # ',category="...",site="..."' for the series the alert rules read (reboots, oper status), set by
+    # SnmpKind.new_state: the rules then need no join on lifeline_target_info (see metrics.fragments).
+    where: bytes = b""
+    # Label strings per interface, built once rather than on every result: (every family's, oper status').
+    if_keys: dict[tuple[int, str], tuple[bytes, bytes]] = field(default_factory=dict)
     info_keys: dict[tuple[int, str, str, str], bytes] = field(default_factory=dict)

@@ -76,6 +76,8 @@ class FakeTarget:
     settings: SnmpSettings
     address: str = "127.0.0.1"
     tier: str = "P1"
+    category: str = "router"
+    site: str = "lab"
 
     def setting(self, kind: str) -> Any:
         return self.settings if kind == "snmp" else None
