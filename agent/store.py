@@ -53,6 +53,9 @@ CORE_FAMILIES = (
            "quotes it, e.g. sip: refused."),
 )
 
+_LAST_RUN = [f.name for f in CORE_FAMILIES].index("lifeline_probe_last_run_timestamp_seconds")
+_DURATION = [f.name for f in CORE_FAMILIES].index("lifeline_probe_duration_seconds")
+
 
 class TargetState:
     """One target's core state and, in ``kinds``, each of its probe kinds' own state."""
@@ -151,10 +154,11 @@ class TargetState:
                     self.history = deque(maxlen=HISTORY)
                 self.history.append((now, self.up, tuple(f"{k}:{r}" for k, r in self.reasons.items())))
         probe = b'%s,probe="%s"' % (self.key, kind.encode())
-        lines = [b'lifeline_probe_duration_seconds{%s,phase="total"} %s\n' % (probe, fmt(result.duration).encode())]
-        lines += [b'lifeline_probe_duration_seconds{%s,phase="%s"} %s\n' % (probe, name.encode(), fmt(seconds).encode())
-                  for name, seconds in result.phases]
-        self.durations = _put(self.durations, kind, b"".join(lines))
+        lines = b'lifeline_probe_duration_seconds{%s,phase="total"} %s\n' % (probe, fmt(result.duration).encode())
+        if result.phases:
+            lines += b"".join([b'lifeline_probe_duration_seconds{%s,phase="%s"} %s\n'
+                               % (probe, name.encode(), fmt(seconds).encode()) for name, seconds in result.phases])
+        self.durations = _put(self.durations, kind, lines)
         tls = result.tls
         if tls is not None:
             if self.tls is EMPTY:
@@ -169,6 +173,10 @@ class TargetState:
         elif ok and kind in self.tls:
             del self.tls[kind]  # a plain-text success: no certificate to show
         # A failed handshake keeps the last certificate seen: an expiring chain stays visible.
+
+    def last_run_fragment(self) -> bytes:
+        return b"".join([b'lifeline_probe_last_run_timestamp_seconds{%s,probe="%s"} %.3f\n'
+                         % (self.key, k.encode(), v) for k, v in self.last_run.items()])
 
     def core_fragments(self) -> list[bytes]:
         key = self.key
@@ -186,8 +194,7 @@ class TargetState:
             reasons = self.reasons
             frags[3] = b"".join([b'lifeline_probe_success{%s,probe="%s"} %d\n' % (key, k.encode(), k not in reasons)
                                  for k in self.last_run])
-            frags[4] = b"".join([b'lifeline_probe_last_run_timestamp_seconds{%s,probe="%s"} %.3f\n'
-                                 % (key, k.encode(), v) for k, v in self.last_run.items()])
+            frags[4] = self.last_run_fragment()
         if self.failures:
             frags[5] = b"".join([b'lifeline_probe_failures_total{%s,probe="%s",reason="%s"} %d\n'
                                  % (key, k.encode(), r.encode(), n) for (k, r), n in self.failures.items()])
@@ -279,16 +286,25 @@ class MetricsStore:
 
     def record(self, state: TargetState, kind: str, result: ProbeResult, lag: float) -> None:
         """Fold one result into its target's state and re-format that target's lines."""
-        state.last_run[kind] = now = self._clock()
+        last_run = state.last_run
         was_up, was_failing = state.up, kind in state.reasons
+        # Another success of a probe that succeeded last time (nearly every result): of the core
+        # lines only its last-run time and its durations change, so only those two are rewritten.
+        steady = result.ok and not was_failing and kind in last_run and result.tls is None and kind not in state.tls
+        last_run[kind] = now = self._clock()
         state.observe(kind, result, now)
         self.tally.note(state, kind, was_up, was_failing, now)
         owner = self.kinds[kind]
         kstate = state.kinds[kind]
         owner.record(kstate, result)
         index = state.index
-        for row, fragment in zip(self.core_rows, state.core_fragments()):
-            row[index] = fragment
+        rows = self.core_rows
+        if steady:
+            rows[_LAST_RUN][index] = state.last_run_fragment()
+            rows[_DURATION][index] = b"".join(state.durations[1::2])
+        else:
+            for row, fragment in zip(rows, state.core_fragments()):
+                row[index] = fragment
         slot = state.slot(kind)
         for row, fragment in zip(self.kind_rows[kind], owner.fragments(kstate, state.key)):
             row[slot] = fragment

@@ -69,12 +69,11 @@ class Histogram:
 
     def text(self, template: bytes, label: bytes) -> bytes:
         """This histogram's lines, from its family's ``histogram_template`` and one target's label set."""
-        cumulative = list(accumulate(self.counts))  # a copy: the loop may observe meanwhile
-        n = len(cumulative)
-        args: list[object] = [label] * (2 * n + 4)
-        args[1:2 * n:2] = cumulative
-        args[2 * n + 1] = fmt(self.total).encode()
-        args[2 * n + 3] = cumulative[-1]
+        values: list[object] = list(accumulate(self.counts))  # a copy: the loop may observe meanwhile
+        values.append(self.total)
+        values.append(values[-2])  # _count: the +Inf bucket
+        args: list[object] = [label] * (2 * len(values))
+        args[1::2] = values
         return template % tuple(args)
 
     def lines(self, name: str, label_str: str, out: list[str]) -> None:
@@ -93,5 +92,6 @@ class Histogram:
 def histogram_template(name: str, bounds: tuple[float, ...]) -> bytes:
     """A %-template of a histogram's lines with the label set left open (one per family, shared by all targets)."""
     lines = [f'{name}_bucket{{%s,le="{b:g}"}} %d\n' for b in bounds]
-    lines += [f'{name}_bucket{{%s,le="+Inf"}} %d\n', f"{name}_sum{{%s}} %s\n", f"{name}_count{{%s}} %d\n"]
+    # %a is repr() for the sum, a finite float (no fmt() call and encode() per render).
+    lines += [f'{name}_bucket{{%s,le="+Inf"}} %d\n', f"{name}_sum{{%s}} %a\n", f"{name}_count{{%s}} %d\n"]
     return "".join(lines).encode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.textfmt import Family, Histogram, fmt, histogram_template
+from common.textfmt import Family, Histogram, histogram_template
 from probes.base import ProbeResult
 from probes.icmp.result import IcmpResult, jitter, loss
 
@@ -80,10 +80,11 @@ def fragments(state: IcmpState, key: bytes) -> list[bytes]:
              state.rtt.text(RTT_TEMPLATE, key), b"", b"", b"", b"", b""]
     sent, rtts = state.last_sent, state.last_rtts
     if sent:
-        frags[3] = b"lifeline_icmp_loss_ratio{%s} %s\n" % (key, fmt(loss(sent, rtts)).encode())
+        # %a is repr() for these finite floats, without a call to fmt() and an encode() each.
+        frags[3] = b"lifeline_icmp_loss_ratio{%s} %a\n" % (key, loss(sent, rtts))
         if rtts:
-            frags[4] = b"lifeline_icmp_jitter_seconds{%s} %s\n" % (key, fmt(jitter(rtts)).encode())
-            frags[5] = b"lifeline_icmp_rtt_min_seconds{%s} %s\n" % (key, fmt(min(rtts)).encode())
-            frags[6] = b"lifeline_icmp_rtt_avg_seconds{%s} %s\n" % (key, fmt(sum(rtts) / len(rtts)).encode())
-            frags[7] = b"lifeline_icmp_rtt_max_seconds{%s} %s\n" % (key, fmt(max(rtts)).encode())
+            frags[4] = b"lifeline_icmp_jitter_seconds{%s} %a\n" % (key, jitter(rtts))
+            frags[5] = b"lifeline_icmp_rtt_min_seconds{%s} %a\n" % (key, min(rtts))
+            frags[6] = b"lifeline_icmp_rtt_avg_seconds{%s} %a\n" % (key, sum(rtts) / len(rtts))
+            frags[7] = b"lifeline_icmp_rtt_max_seconds{%s} %a\n" % (key, max(rtts))
     return frags
