@@ -19,7 +19,7 @@ from typing import Any
 from agent.reload import Plan
 from common.model import Target, Tier
 from common.textfmt import Family, Histogram, escape, fmt, labels
-from probes.base import ProbeKind, ProbeResult
+from probes.base import ProbeKind, ProbeResult, target_where
 
 HISTORY = 20  # state changes kept per target, for "down since" and the status page
 # Shared by every target until its first failure (failures, reasons) or certificate (tls), then replaced
@@ -60,7 +60,7 @@ _DURATION = [f.name for f in CORE_FAMILIES].index("lifeline_probe_duration_secon
 class TargetState:
     """One target's core state and, in ``kinds``, each of its probe kinds' own state."""
 
-    __slots__ = ("target", "key", "extra", "up_line", "info", "up", "failing", "last_run",
+    __slots__ = ("target", "key", "up_line", "info", "up", "failing", "last_run",
                  "failures", "durations", "tls", "kinds", "index", "slots", "reasons", "since", "history")
 
     def __init__(self, target: Target, kinds: dict[str, Any], extra: tuple[tuple[str, str], ...] = ()) -> None:
@@ -68,7 +68,6 @@ class TargetState:
         # Label sets encoded once: bytes %-formatting per result costs half of f-strings per line.
         # ``extra``: labels on every target series (``vantage`` when the agent runs with --vantage).
         self.key = labels((("target", target.name), ("tier", target.tier), *extra)).encode()
-        self.extra = extra
         # Formatted when `up` changes, not per result: keeping its label set instead cost ~1 MB at 10,000 targets.
         self.up_line = b""
         self.info = b"lifeline_target_info{%s} 1\n" % labels(
@@ -114,9 +113,7 @@ class TargetState:
         # the next handshake rather than carry the old labels until then.
 
     def _format_up(self) -> None:
-        t = self.target
-        up_key = labels((("target", t.name), ("tier", t.tier), *self.extra, ("category", t.category), ("site", t.site)))
-        self.up_line = b"lifeline_target_up{%s} %d\n" % (up_key.encode(), self.up)
+        self.up_line = b"lifeline_target_up{%s%s} %d\n" % (self.key, target_where(self.target), self.up)
 
     def slot(self, kind: str) -> int:
         """Position of this target's lines in ``kind``'s rows."""
@@ -174,6 +171,9 @@ class TargetState:
             del self.tls[kind]  # a plain-text success: no certificate to show
         # A failed handshake keeps the last certificate seen: an expiring chain stays visible.
 
+    def durations_fragment(self) -> bytes:
+        return b"".join(self.durations[1::2])
+
     def last_run_fragment(self) -> bytes:
         return b"".join([b'lifeline_probe_last_run_timestamp_seconds{%s,probe="%s"} %.3f\n'
                          % (self.key, k.encode(), v) for k, v in self.last_run.items()])
@@ -199,7 +199,7 @@ class TargetState:
             frags[5] = b"".join([b'lifeline_probe_failures_total{%s,probe="%s",reason="%s"} %d\n'
                                  % (key, k.encode(), r.encode(), n) for (k, r), n in self.failures.items()])
         if self.durations:
-            frags[6] = b"".join(self.durations[1::2])
+            frags[6] = self.durations_fragment()
         if self.tls:
             frags[7] = b"".join([a for a, _ in self.tls.values()])
             frags[8] = b"".join([b for _, b in self.tls.values()])
@@ -301,7 +301,7 @@ class MetricsStore:
         rows = self.core_rows
         if steady:
             rows[_LAST_RUN][index] = state.last_run_fragment()
-            rows[_DURATION][index] = b"".join(state.durations[1::2])
+            rows[_DURATION][index] = state.durations_fragment()
         else:
             for row, fragment in zip(rows, state.core_fragments()):
                 row[index] = fragment

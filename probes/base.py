@@ -51,6 +51,7 @@ REASON_BODY_MISMATCH = "body_mismatch"  # an answer arrived but its body is not 
 REASON_TTL_EXCEEDED = "ttl_exceeded"
 REASON_FRAG_NEEDED = "frag_needed"  # a don't-fragment packet larger than the path MTU
 
+
 def target_where(target: Target) -> bytes:
     """``,category="...",site="..."``: added to the label set of the per-target series an alert rule
     reads, so the rule has what a page is routed by without joining lifeline_target_info (at 30,000
