@@ -27,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_icmp import ROOT, Agent, addresses, cpu_seconds, lifeline_config, machine, stop_process  # noqa: E402
 from benchlib import log, wait_until  # noqa: E402
+from false_pages import git_state  # noqa: E402
 
 
 def tree(rev: str, workdir: str) -> str:
@@ -37,13 +38,6 @@ def tree(rev: str, workdir: str) -> str:
     subprocess.run(["git", "-C", ROOT, "worktree", "add", "-f", "--detach", path, rev],
                    check=True, capture_output=True)
     return path
-
-
-def sha(path: str) -> str:
-    out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--", "agent", "probes", "common"],
-                           capture_output=True, text=True).stdout.strip()
-    return (out.stdout.strip() or "?") + (" + uncommitted changes" if dirty else "")
 
 
 def one_round(trees: list[str], config: str, workdir: str, args: argparse.Namespace) -> list[float]:
@@ -83,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="lifeline-ab-") as workdir:
         trees = [tree(args.base, workdir), tree(args.changed, workdir)]
-        labels = [f"A {args.base} ({sha(trees[0])})", f"B {args.changed} ({sha(trees[1])})"]
+        code = ("agent/", "probes/", "common/")  # what the two agents run
+        labels = [f"{ab} {rev} ({git_state(t, code)})" for ab, rev, t in zip("AB", (args.base, args.changed), trees)]
         config = os.path.join(workdir, "targets.yml")
         with open(config, "w") as fh:
             fh.write(lifeline_config(addresses(args.targets), args.interval, args.packets, 0.2, 1.0))

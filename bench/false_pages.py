@@ -94,13 +94,14 @@ def per_target(text: str, name: str, **labels: str) -> dict[str, float]:
     return out
 
 
-def git_state() -> str:
+def git_state(root: str = ROOT, paths: tuple[str, ...] = ("rules/", "agent/", "deploy/")) -> str:
+    """The commit checked out in ``root`` and whether ``paths`` have uncommitted changes."""
     def git(*args: str) -> str:
-        proc = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, check=False)
+        proc = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, check=False)
         return proc.stdout.strip()
-    dirty = git("status", "--short", "rules/", "agent/", "deploy/")
+    dirty = git("status", "--short", *paths)
     return f"{git('log', '-1', '--format=%h')}" + (f", uncommitted: {'; '.join(dirty.splitlines())}" if dirty
-                                                    else ", rules/ agent/ deploy/ clean")
+                                                    else f", {' '.join(paths)} clean")
 
 
 @dataclass
