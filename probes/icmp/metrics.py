@@ -16,10 +16,11 @@ FAMILIES = (
     Family("lifeline_icmp_requests_total", "counter", "ICMP echo requests sent."),
     Family("lifeline_icmp_responses_total", "counter", "ICMP echo replies received within the timeout."),
     Family("lifeline_icmp_rtt_seconds", "histogram", "Round-trip time of ICMP echo replies."),
-    Family("lifeline_icmp_loss_ratio", "gauge", "Share of echoes lost in the last cycle."),
+    Family("lifeline_icmp_loss_ratio", "gauge", "Share of echoes lost in the last cycle. Labelled like lifeline_target_up."),
     Family("lifeline_icmp_jitter_seconds", "gauge", "Mean absolute difference of consecutive RTTs in the last cycle."),
     Family("lifeline_icmp_rtt_min_seconds", "gauge", "Min RTT of the last cycle's replies."),
-    Family("lifeline_icmp_rtt_avg_seconds", "gauge", "Avg RTT of the last cycle's replies."),
+    Family("lifeline_icmp_rtt_avg_seconds", "gauge",
+           "Avg RTT of the last cycle's replies; absent after a cycle without one. Labelled like lifeline_target_up."),
     Family("lifeline_icmp_rtt_max_seconds", "gauge", "Max RTT of the last cycle's replies."),
 )
 
@@ -41,7 +42,7 @@ class IcmpState:
     last_rtts: tuple[float, ...] = ()
     avg_loss: float | None = None  # moving averages over ~12 cycles, for the status page
     avg_rtt: float | None = None
-    # ',category="...",site="..."' for the two counters (see fragments), set by IcmpKind.new_state.
+    # ',category="...",site="..."' for the counters, loss and avg RTT (see fragments), set by IcmpKind.new_state.
     where: bytes = b""
 
 
@@ -71,9 +72,10 @@ def record(state: IcmpState, result: ProbeResult) -> None:
 def fragments(state: IcmpState, key: bytes) -> list[bytes]:
     """Bytes %-formatting with the label set encoded once: ~15 µs per result at 3 echoes.
 
-    The two counters also carry the target's category and site, as lifeline_target_up does: the
-    loss window and the SLA buckets keep them without a join on lifeline_target_info, which cost
-    ~250 ms per rule at 30,000 targets (selecting 30,000 info series with all their labels).
+    The two counters, the loss and the avg RTT also carry the target's category and site, as
+    lifeline_target_up does: the 5m windows and the SLA buckets, averaged from the two gauges by
+    the rules, keep them without a join on lifeline_target_info, which cost ~250 ms per rule at
+    30,000 targets (selecting 30,000 info series with all their labels).
     """
     frags = [b"lifeline_icmp_requests_total{%s%s} %d\n" % (key, state.where, state.requests),
              b"lifeline_icmp_responses_total{%s%s} %d\n" % (key, state.where, state.responses),
@@ -81,10 +83,10 @@ def fragments(state: IcmpState, key: bytes) -> list[bytes]:
     sent, rtts = state.last_sent, state.last_rtts
     if sent:
         # %a is repr() for these finite floats, without a call to fmt() and an encode() each.
-        frags[3] = b"lifeline_icmp_loss_ratio{%s} %a\n" % (key, loss(sent, rtts))
+        frags[3] = b"lifeline_icmp_loss_ratio{%s%s} %a\n" % (key, state.where, loss(sent, rtts))
         if rtts:
             frags[4] = b"lifeline_icmp_jitter_seconds{%s} %a\n" % (key, jitter(rtts))
             frags[5] = b"lifeline_icmp_rtt_min_seconds{%s} %a\n" % (key, min(rtts))
-            frags[6] = b"lifeline_icmp_rtt_avg_seconds{%s} %a\n" % (key, sum(rtts) / len(rtts))
+            frags[6] = b"lifeline_icmp_rtt_avg_seconds{%s%s} %a\n" % (key, state.where, sum(rtts) / len(rtts))
             frags[7] = b"lifeline_icmp_rtt_max_seconds{%s} %a\n" % (key, max(rtts))
     return frags
