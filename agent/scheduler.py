@@ -29,7 +29,7 @@ import structlog
 
 from agent.reload import Plan
 from common.model import Target, Tier
-from common.ticker import DEFAULT_TICK
+from common.ticker import DEFAULT_TICK, grid_number
 from probes.base import REASON_INTERNAL, Probe, ProbeKind, ProbeResult
 
 log = structlog.get_logger("lifeline.scheduler")
@@ -176,7 +176,7 @@ class Scheduler:
             self._waker = loop.create_future()
             # Wake on the engine's tick grid (agent/ticker.py): cycles due within
             # one tick start together, sharing one wakeup with the echoes due then.
-            handle = loop.call_at(math.ceil(timers[0][0] / self.tick) * self.tick, self._wake) if timers else None
+            handle = loop.call_at(grid_number(timers[0][0], self.tick) * self.tick, self._wake) if timers else None
             try:
                 await self._waker
             finally:

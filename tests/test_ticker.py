@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
-from common.ticker import Ticker
+from common.ticker import SLACK, Ticker, grid_floor, grid_number
 from tests.helpers import cyclic_garbage
 
 
@@ -63,12 +64,34 @@ def test_callbacks_in_one_tick_share_one_wakeup_on_the_grid():
     assert ran[-1] == "next tick" and ticker.pending() == 0
 
 
-def test_never_early_and_at_most_one_tick_late():
+def test_never_early_beyond_the_slack_and_at_most_one_tick_late():
     loop = _FakeLoop()
     ticker = Ticker(loop, tick=0.005)
     for when in (100.0, 100.0001, 100.0049999, 100.005, 123.4567):
         slot = ticker.slot_time(when)
-        assert when - 1e-9 <= slot < when + 0.005
+        assert when - 0.005 * SLACK <= slot < when + 0.005
+
+
+def test_float_error_does_not_push_a_grid_time_into_the_next_tick():
+    # A cycle started on grid point 20020 plans its next echo 200 ms later: 20020 * 0.005 + 0.2 is
+    # 100.30000000000001, whose plain ceil() is grid point 20061, one tick after the cycles that
+    # start at 100.3 (20060), costing a second wakeup for what was meant as one.
+    tick = 0.005
+    start = 20020 * tick
+    spaced = start + 0.2
+    assert math.ceil(spaced / tick) == 20061  # the float error this guards against
+    assert grid_number(spaced, tick) == grid_number(20060 * tick, tick) == 20060
+    assert grid_floor(start + 1e-12, tick) == start  # the tick it starts, not the one before
+    assert grid_floor(start - tick * SLACK / 2, tick) == start
+    loop = _FakeLoop()
+    ticker = Ticker(loop, tick=tick)
+    loop.now = 100.0
+    ticker.call_at(spaced, lambda: None)
+    ticker.call_at(20060 * tick, lambda: None)
+    assert ticker.wakeups() == 1
+    # Early by at most the slack; anything later than that waits for the next tick.
+    assert ticker.slot_time(100.3 + tick * SLACK / 2) == pytest.approx(100.3)
+    assert ticker.slot_time(100.3 + tick * SLACK * 2) == pytest.approx(100.305)
 
 
 def test_cancelling_every_call_of_a_tick_removes_its_wakeup():

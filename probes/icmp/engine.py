@@ -45,7 +45,7 @@ import ping3
 
 from common.errqueue import EXTENDED_ERR, offender_address
 from common.errors import ProbeUnavailable
-from common.ticker import Ticker, TickerCall
+from common.ticker import Ticker, TickerCall, grid_floor
 from probes.base import REASON_FRAG_NEEDED, REASON_SEND, REASON_TIMEOUT, REASON_TTL_EXCEEDED, REASON_UNREACHABLE
 from probes.icmp.options import DEFAULT_SIZE, IcmpOptions
 
@@ -630,7 +630,7 @@ class IcmpEngine:
         cycle = _Cycle(fam, ip, count, spacing, timeout, on_done)
         # Planned from the tick this cycle started in, so cycles started in one tick send their
         # later echoes in one tick too (when the spacing is a multiple of it, as 200 ms is).
-        cycle.start = self._loop.time() // self._ticker.tick * self._ticker.tick
+        cycle.start = grid_floor(self._loop.time(), self._ticker.tick)
         self._cycles.add(cycle)
         cycle.send()
         return cycle
