@@ -64,7 +64,7 @@ sys.path.insert(0, ROOT)
 
 from bench_icmp import (  # noqa: E402 - bench/ is on the path when run as a script
     Agent, RssSampler, addresses, cpu_seconds, machine, ms, rss_bytes, verdict, window_stats)
-from benchlib import log, wait_until  # noqa: E402
+from benchlib import log, steal_seconds, wait_until  # noqa: E402
 from false_pages import git_state  # noqa: E402
 
 from agent.config import DEFAULT_TIERS  # noqa: E402
@@ -133,6 +133,7 @@ class PromWatch:
     appended: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, counter)
     series: list[float] = field(default_factory=list)
     load1: list[float] = field(default_factory=list)
+    gc: list[float] = field(default_factory=list)  # go_gc_duration_seconds_count at each poll
     counters: dict[str, float] = field(default_factory=dict)  # last value of each watched counter
     errors: int = 0
 
@@ -165,6 +166,8 @@ class PromWatch:
                 self.group_durations.setdefault(_GROUP.search(labels).group(1), []).append(value)
             elif name == "prometheus_tsdb_head_samples_appended_total":
                 appended += value  # one series per sample type in newer versions: sum them
+            elif name == "go_gc_duration_seconds_count":
+                self.gc.append(value)
             elif name == "prometheus_tsdb_head_series":
                 self.series.append(value)
             elif name in ("prometheus_rule_group_iterations_missed_total", "prometheus_rule_evaluation_failures_total"):
@@ -184,6 +187,7 @@ class PromWatch:
         self.appended.clear()
         self.series.clear()
         self.load1.clear()
+        self.gc.clear()
 
     def stop(self) -> None:
         self._stop.set()
@@ -290,12 +294,12 @@ def run(args: argparse.Namespace, workdir: str, cleanup: list) -> dict[str, Any]
 
     watch.reset()
     begin = [a.snapshot() for a in agents]
-    prom_cpu0, t0 = cpu_seconds(prom.proc.pid), time.monotonic()
+    prom_cpu0, t0, steal0 = cpu_seconds(prom.proc.pid), time.monotonic(), steal_seconds()
     window = args.minutes * 60
     log(f"measuring for {window:.0f} s")
     time.sleep(window)
     end = [a.snapshot() for a in agents]
-    prom_cpu1, t1 = cpu_seconds(prom.proc.pid), time.monotonic()
+    prom_cpu1, t1, steal1 = cpu_seconds(prom.proc.pid), time.monotonic(), steal_seconds()
     span = f"{int(t1 - t0)}s"
     scrape_mean = vector(prom, f'avg_over_time(scrape_duration_seconds{{job="lifeline"}}[{span}])')
     scrape_max = vector(prom, f'max_over_time(scrape_duration_seconds{{job="lifeline"}}[{span}])')
@@ -332,6 +336,8 @@ def run(args: argparse.Namespace, workdir: str, cleanup: list) -> dict[str, Any]
         "cpu_util": (prom_cpu1 - prom_cpu0) / (t1 - t0), "rss_mb": prom_rss_peak / 2**20,
         "samples_s": mean_s, "samples_s_peak": peak_s, "series": max(watch.series, default=float("nan")),
         "load_max": max(watch.load1, default=float("nan")), "load_mean": statistics.fmean(watch.load1 or [float("nan")]),
+        "gc_cycles": watch.gc[-1] - watch.gc[0] if len(watch.gc) > 1 else float("nan"),
+        "steal": (steal1 - steal0) / (t1 - t0),
         "poll_errors": watch.errors, "cost": cost, "window": int(age), "age": age,
     }
     out["alone"] = alone
@@ -414,6 +420,9 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
               f"| RSS (peak) | {prom['rss_mb']:.0f} MB |",
               f"| load average 1 min: mean / max over the window ({os.cpu_count()} CPUs) "
               f"| {prom['load_mean']:.2f} / {prom['load_max']:.2f} |",
+              f"| Go GC cycles in the window (one every ...) | {prom['gc_cycles']:.0f} "
+              f"({prom['age'] / prom['gc_cycles'] if prom['gc_cycles'] else float('nan'):.1f} s) |",
+              f"| CPU stolen by the hypervisor (share of one core, whole VM) | {prom['steal'] * 100:.1f} % |",
               f"| range read cost: avg_over_time(lifeline_target_up[{prom['window']:.0f}s]) "
               f"| {cost_s * 1e3:.0f} ms for {cost_samples:,.0f} samples; {ns(per_sample)} per extra sample |"]
     if prom["poll_errors"]:

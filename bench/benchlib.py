@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
@@ -34,6 +35,16 @@ def cpu_model() -> str:
             return next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "unknown CPU")
     except OSError:
         return "unknown CPU"
+
+
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests, summed over this VM's CPUs (/proc/stat, proc(5)).
+
+    A rule evaluation or a scrape that took 3x its usual time while steal rose was slowed by
+    the host, not by what it ran; the scale-out bench prints it beside its maxima."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()  # "cpu user nice system idle iowait irq softirq steal ..."
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
