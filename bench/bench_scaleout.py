@@ -20,9 +20,12 @@ evaluated), a window of ``--minutes`` measures:
   tiers ask for (deltas of its own metrics), skipped cycles, CPU;
 * Prometheus: samples appended per second (the window's mean and the highest
   1-minute rate), head series, CPU and peak RSS; for each rule group its
-  ``prometheus_rule_group_last_duration_seconds`` (median and max over every
-  poll, once every 5 s) and missed iterations, and the costliest rules by the
-  ``evaluationTime`` of /api/v1/rules (max over polls); the agents' scrape
+  ``prometheus_rule_group_last_duration_seconds`` (polled every 5 s; median and
+  max over the evaluations made in the window, each counted once by its
+  ``..._last_evaluation_timestamp_seconds``) and missed iterations, and the
+  costliest rules by the ``evaluationTime`` of /api/v1/rules (max over the
+  window's evaluations, polled every 15 s); Prometheus's GC cycles and the CPU
+  the hypervisor stole from the VM; the agents' scrape
   durations (``scrape_duration_seconds``, mean and max over the window);
 * the machine: load average (1 min, max over the run) beside the CPU count.
 
@@ -128,8 +131,13 @@ class PromWatch:
 
     prom: Prometheus
     every: float = 5.0
-    group_durations: dict[str, list[float]] = field(default_factory=dict)
-    rule_max: dict[tuple[str, str], float] = field(default_factory=dict)  # (group, rule) -> s
+    # Each evaluation once, by its timestamp: the last-duration gauge keeps its value until the
+    # group's next evaluation (a minute for the 1m groups), so reading it at every poll counted one
+    # evaluation up to 12 times, and counted one from before the window while it stood (at 23:51 UTC
+    # 2026-12-01 two one-rule groups read 2.3 s at the max, their rules' in-window maxima 0.59 s).
+    evals: dict[str, dict[float, float]] = field(default_factory=dict)  # group -> {evaluated at: s}
+    rule_evals: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # (group, rule) -> {at: s}
+    window_start: float = 0.0  # wall-clock time; evaluations before it are the warm-up's
     appended: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, counter)
     series: list[float] = field(default_factory=list)
     load1: list[float] = field(default_factory=list)
@@ -157,13 +165,17 @@ class PromWatch:
     def _metrics(self) -> None:
         at = time.monotonic()
         appended = 0.0
+        durations: dict[str, float] = {}
+        stamps: dict[str, float] = {}
         for line in prom_get(self.prom, "/metrics", timeout=10).splitlines():
             m = _SAMPLE.match(line)
             if not m:
                 continue
             name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
             if name == "prometheus_rule_group_last_duration_seconds":
-                self.group_durations.setdefault(_GROUP.search(labels).group(1), []).append(value)
+                durations[_GROUP.search(labels).group(1)] = value
+            elif name == "prometheus_rule_group_last_evaluation_timestamp_seconds":
+                stamps[_GROUP.search(labels).group(1)] = value
             elif name == "prometheus_tsdb_head_samples_appended_total":
                 appended += value  # one series per sample type in newer versions: sum them
             elif name == "go_gc_duration_seconds_count":
@@ -173,17 +185,33 @@ class PromWatch:
             elif name in ("prometheus_rule_group_iterations_missed_total", "prometheus_rule_evaluation_failures_total"):
                 self.counters[f"{name}:{_GROUP.search(labels).group(1)}"] = value
         self.appended.append((at, appended))
+        for group, duration in durations.items():
+            stamp = stamps.get(group, 0.0)
+            if stamp >= self.window_start:
+                self.evals.setdefault(group, {})[stamp] = duration
 
     def _rules(self) -> None:
         for group in prom_get(self.prom, "/api/v1/rules")["data"]["groups"]:
             for rule in group["rules"]:
-                key = (group["name"], rule["name"])
-                self.rule_max[key] = max(self.rule_max.get(key, 0.0), float(rule.get("evaluationTime", 0.0)))
+                at = rule.get("lastEvaluation", "")
+                # RFC 3339 with nanoseconds; whole seconds are enough to tell the window from the warm-up.
+                stamp = datetime.datetime.strptime(at[:19], "%Y-%m-%dT%H:%M:%S").replace(
+                    tzinfo=datetime.timezone.utc).timestamp() if at[:4].isdigit() else 0.0
+                if stamp >= int(self.window_start):
+                    self.rule_evals.setdefault((group["name"], rule["name"]), {})[at] = float(
+                        rule.get("evaluationTime", 0.0))
+
+    def group_durations(self, group: str) -> list[float]:
+        return list(self.evals.get(group, {}).values())
+
+    def rule_max(self, group: str, rule: str) -> float:
+        return max(self.rule_evals.get((group, rule), {}).values(), default=0.0)
 
     def reset(self) -> None:
         """Forget what the warm-up saw: the window starts now."""
-        self.group_durations.clear()
-        self.rule_max.clear()
+        self.evals.clear()
+        self.rule_evals.clear()
+        self.window_start = time.time()
         self.appended.clear()
         self.series.clear()
         self.load1.clear()
@@ -342,10 +370,10 @@ def run(args: argparse.Namespace, workdir: str, cleanup: list) -> dict[str, Any]
     }
     out["alone"] = alone
     out["groups"] = {g["name"]: {"interval": g["interval"], "final": g["evaluationTime"],
-                                 "durations": watch.group_durations.get(g["name"], []),
+                                 "durations": watch.group_durations(g["name"]),
                                  "missed": watch.counters.get(f"prometheus_rule_group_iterations_missed_total:{g['name']}", 0),
                                  "failures": watch.counters.get(f"prometheus_rule_evaluation_failures_total:{g['name']}", 0),
-                                 "rules": sorted(((watch.rule_max.get((g["name"], r["name"]), 0.0), r["name"])
+                                 "rules": sorted(((watch.rule_max(g["name"], r["name"]), r["name"])
                                                   for r in g["rules"]), reverse=True),
                                  "alone": sum(alone[(g["name"], r["name"])][0] for r in g["rules"]),
                                  **steady[g["name"]]}
@@ -428,7 +456,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
     if prom["poll_errors"]:
         lines.append(f"| polls of Prometheus that failed | {prom['poll_errors']} |")
 
-    lines += ["", "| rule group (interval) | in the run: last_duration median / max | missed iterations "
+    lines += ["", "| rule group (interval) | in the window: duration median / max (evaluations) | missed iterations "
                   "| alone: its rules' queries on the quiet Prometheus | alone, full history (estimate) "
                   "| costliest rules alone (in the run: max evaluationTime) |", "|---|---:|---:|---:|---:|---|"]
     groups_max = {name: max(g["durations"], default=g["final"]) for name, g in r["groups"].items()}
@@ -441,7 +469,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         top_text = ", ".join(f"{rule} {t * 1e3:.0f} ms ({in_run[rule] * 1e3:.0f})" for t, rule in top)
         more = (f"{ms(steady[name])} (+{g['extra_samples'] / 1e6:.1f} M samples)" if g["extra_samples"] else "same")
         lines.append(f"| {name} ({g['interval']:g} s) | {ms(statistics.median(d)) if d else 'n/a'} / "
-                     f"{ms(max(d)) if d else 'n/a'} | {g['missed']:.0f} | {ms(alone[name])} | {more} | {top_text} |")
+                     f"{ms(max(d)) if d else 'n/a'} ({len(d)}) | {g['missed']:.0f} | {ms(alone[name])} | {more} | {top_text} |")
     lines.append(f"\n'Alone': after the window the agents are stopped and Prometheus reloaded without scrapes or "
                  f"rules; each rule's expression is then timed as an instant query at the window's end (median of 3, "
                  f"`stats=all`) and a group's figure is the sum over its rules (without the appends of recorded "
