@@ -142,6 +142,7 @@ class PromWatch:
     series: list[float] = field(default_factory=list)
     load1: list[float] = field(default_factory=list)
     gc: list[float] = field(default_factory=list)  # go_gc_duration_seconds_count at each poll
+    gc_ends: set[float] = field(default_factory=set)  # go_memstats_last_gc_time_seconds seen (one GC a minute or so)
     counters: dict[str, float] = field(default_factory=dict)  # last value of each watched counter
     errors: int = 0
 
@@ -180,6 +181,8 @@ class PromWatch:
                 appended += value  # one series per sample type in newer versions: sum them
             elif name == "go_gc_duration_seconds_count":
                 self.gc.append(value)
+            elif name == "go_memstats_last_gc_time_seconds":
+                self.gc_ends.add(value)
             elif name == "prometheus_tsdb_head_series":
                 self.series.append(value)
             elif name in ("prometheus_rule_group_iterations_missed_total", "prometheus_rule_evaluation_failures_total"):
@@ -204,6 +207,19 @@ class PromWatch:
     def group_durations(self, group: str) -> list[float]:
         return list(self.evals.get(group, {}).values())
 
+    def slowest(self, group: str) -> tuple[float, float] | None:
+        """(started at, seconds) of the group's slowest evaluation in the window."""
+        evals = self.evals.get(group)
+        return max(evals.items(), key=lambda e: e[1]) if evals else None
+
+    def gc_after(self, at: float) -> float | None:
+        """Seconds from ``at`` to the end of the first garbage collection that ended after it.
+
+        An evaluation far slower than its median that a GC ended during (or just after) ran
+        beside the GC's mark phase, which on a 2-core VM takes a core and taxes allocations."""
+        ends = [end - at for end in self.gc_ends if end >= at]
+        return min(ends) if ends else None
+
     def rule_max(self, group: str, rule: str) -> float:
         return max(self.rule_evals.get((group, rule), {}).values(), default=0.0)
 
@@ -216,6 +232,7 @@ class PromWatch:
         self.series.clear()
         self.load1.clear()
         self.gc.clear()
+        self.gc_ends.clear()
 
     def stop(self) -> None:
         self._stop.set()
@@ -371,6 +388,8 @@ def run(args: argparse.Namespace, workdir: str, cleanup: list) -> dict[str, Any]
     out["alone"] = alone
     out["groups"] = {g["name"]: {"interval": g["interval"], "final": g["evaluationTime"],
                                  "durations": watch.group_durations(g["name"]),
+                                 "gc_after": (None if (slow := watch.slowest(g["name"])) is None
+                                              else watch.gc_after(slow[0])),
                                  "missed": watch.counters.get(f"prometheus_rule_group_iterations_missed_total:{g['name']}", 0),
                                  "failures": watch.counters.get(f"prometheus_rule_evaluation_failures_total:{g['name']}", 0),
                                  "rules": sorted(((watch.rule_max(g["name"], r["name"]), r["name"])
@@ -418,6 +437,10 @@ def ns(x: float) -> str:
     return "n/a" if x != x else f"{x * 1e9:.0f} ns"
 
 
+def gc_text(after: float | None) -> str:
+    return "no" if after is None or after > 10 else f"{after:.1f} s after it began"
+
+
 def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
     agents, prom = r["agents"], r["prom"]
     cols = [f"shard {i} ({a['targets']:,} targets)" for i, a in enumerate(agents)]
@@ -456,9 +479,10 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
     if prom["poll_errors"]:
         lines.append(f"| polls of Prometheus that failed | {prom['poll_errors']} |")
 
-    lines += ["", "| rule group (interval) | in the window: duration median / max (evaluations) | missed iterations "
+    lines += ["", "| rule group (interval) | in the window: duration median / max (evaluations) | slowest: a Prometheus GC ended "
+                  "| missed iterations "
                   "| alone: its rules' queries on the quiet Prometheus | alone, full history (estimate) "
-                  "| costliest rules alone (in the run: max evaluationTime) |", "|---|---:|---:|---:|---:|---|"]
+                  "| costliest rules alone (in the run: max evaluationTime) |", "|---|---:|---:|---:|---:|---:|---|"]
     groups_max = {name: max(g["durations"], default=g["final"]) for name, g in r["groups"].items()}
     alone = {name: g["alone"] for name, g in r["groups"].items()}
     steady = {name: g["alone"] + g["extra_seconds"] for name, g in r["groups"].items()}
@@ -469,7 +493,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         top_text = ", ".join(f"{rule} {t * 1e3:.0f} ms ({in_run[rule] * 1e3:.0f})" for t, rule in top)
         more = (f"{ms(steady[name])} (+{g['extra_samples'] / 1e6:.1f} M samples)" if g["extra_samples"] else "same")
         lines.append(f"| {name} ({g['interval']:g} s) | {ms(statistics.median(d)) if d else 'n/a'} / "
-                     f"{ms(max(d)) if d else 'n/a'} ({len(d)}) | {g['missed']:.0f} | {ms(alone[name])} | {more} | {top_text} |")
+                     f"{ms(max(d)) if d else 'n/a'} ({len(d)}) | {gc_text(g['gc_after'])} | {g['missed']:.0f} | {ms(alone[name])} | {more} | {top_text} |")
     lines.append(f"\n'Alone': after the window the agents are stopped and Prometheus reloaded without scrapes or "
                  f"rules; each rule's expression is then timed as an instant query at the window's end (median of 3, "
                  f"`stats=all`) and a group's figure is the sum over its rules (without the appends of recorded "
