@@ -304,11 +304,8 @@ class _Loader:
         if not f:
             return ReloadSettings()
         ratio = v.ratio(("reload", "max_p0_drop_ratio"), f.get("max_p0_drop_ratio", 0.25))
-        intended = f.get("p0_drop_intended", False)
-        if not isinstance(intended, bool):
-            v.error(("reload", "p0_drop_intended"), f"must be true or false (got {intended!r})")
-            intended = False
-        return ReloadSettings(max_p0_drop_ratio=0.25 if ratio is None else ratio, p0_drop_intended=intended)
+        intended = v.boolean(("reload", "p0_drop_intended"), f.get("p0_drop_intended", False))
+        return ReloadSettings(max_p0_drop_ratio=0.25 if ratio is None else ratio, p0_drop_intended=bool(intended))
 
     def _dns(self, v: Validator, raw: Any) -> DnsSettings:
         f = v.mapping(("dns",), raw, ("cache_ttl", "negative_ttl")) if raw is not None else None

@@ -103,6 +103,13 @@ class Validator:
             return None
         return value
 
+    def boolean(self, path: Path, value: Any) -> bool | None:
+        # YAML 1.1 reads yes/no/on/off as booleans too; a quoted "true" stays a string and is refused.
+        if not isinstance(value, bool):
+            self.error(path, f"must be true or false (got {value!r})")
+            return None
+        return value
+
     def ratio(self, path: Path, value: Any) -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.error(path, f"must be a number between 0 and 1 (got {_kind(value)})")

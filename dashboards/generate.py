@@ -354,7 +354,7 @@ def target_detail() -> dict:
             f"sum by (le) (increase(lifeline_icmp_rtt_seconds_bucket{{{TSEL}}}[$__rate_interval]))",
             legend="{{le}}", fmt="heatmap")],
             description="Replies per RTT bucket over time: a thin band is a stable circuit, a smear is jitter, "
-                        "a second band is a reroute.",
+                        "a second band is a reroute. Empty for a tier with rtt_histogram: false.",
             options={"calculate": False, "cellGap": 0, "color": {"mode": "scheme", "scheme": "Spectral",
                                                                   "scale": "exponential", "exponent": 0.5,
                                                                   "reverse": True, "steps": 64},

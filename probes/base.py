@@ -173,8 +173,9 @@ class ProbeKind(ABC):
     # --- state and metrics ---------------------------------------------------
 
     @abstractmethod
-    def new_state(self, target: Target, old: Any = None) -> Any:
-        """Per-target state; ``old`` is the state of the same target before a reload changed it."""
+    def new_state(self, target: Target, old: Any = None, tier: Tier | None = None) -> Any:
+        """Per-target state; ``old`` is the state of the same target before a reload changed it
+        (or its tier), ``tier`` the target's tier in the config being applied."""
 
     @abstractmethod
     def record(self, state: Any, result: ProbeResult) -> None:

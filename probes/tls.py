@@ -54,10 +54,9 @@ def parse_tls(v: Validator, path: Path, raw: Any) -> TlsOptions | None:
     if "server_name" in f:
         out["server_name"] = v.string(path + ("server_name",), f["server_name"])
     if "insecure_skip_verify" in f:
-        if isinstance(f["insecure_skip_verify"], bool):
-            out["insecure_skip_verify"] = f["insecure_skip_verify"]
-        else:
-            v.error(path + ("insecure_skip_verify",), f"must be true or false (got {f['insecure_skip_verify']!r})")
+        skip = v.boolean(path + ("insecure_skip_verify",), f["insecure_skip_verify"])
+        if skip is not None:
+            out["insecure_skip_verify"] = skip
     if ("cert_file" in f) != ("key_file" in f):
         v.error(path, "cert_file and key_file go together")
     if len(v.errors) != before:

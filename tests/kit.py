@@ -23,7 +23,7 @@ from probes.registry import KINDS
 _PART_KEYS = {
     "packets": ("icmp", "packets"), "packet_interval": ("icmp", "packet_interval"),
     "loss_warn": ("icmp", "loss_warn"), "loss_crit": ("icmp", "loss_crit"),
-    "rtt_warn": ("icmp", "rtt_warn"), "rtt_crit": ("icmp", "rtt_crit"),
+    "rtt_warn": ("icmp", "rtt_warn"), "rtt_crit": ("icmp", "rtt_crit"), "rtt_histogram": ("icmp", "rtt_histogram"),
     "snmp_interval": ("snmp", "interval"), "snmp_timeout": ("snmp", "timeout"), "snmp_retries": ("snmp", "retries"),
 }
 

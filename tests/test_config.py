@@ -157,6 +157,17 @@ def test_custom_tier_inherits_and_validates(tmp_path):
     assert tier.interval == 120 and tier.priority > config_mod.DEFAULT_TIERS["P3"].priority
 
 
+def test_rtt_histogram_is_per_tier_on_by_default_and_strictly_boolean(tmp_path):
+    path = _write(tmp_path, "tiers:\n  P3: {rtt_histogram: false}\n  P4: {interval: 2m}\n"
+                            "targets:\n  - {name: a, address: 127.0.0.1, tier: P3}\n")
+    tiers = config_mod.load(path).tiers
+    assert [tiers[t].parts["icmp"].rtt_histogram for t in ("P0", "P1", "P2", "P3", "P4")] == [
+        True, True, True, False, True]
+    path = _write(tmp_path, 'tiers:\n  P2: {rtt_histogram: "false"}\n'
+                            "targets:\n  - {name: a, address: 127.0.0.1, tier: P2}\n")
+    assert _errors(path) == [f"{path}:2: tiers.P2.rtt_histogram: must be true or false (got 'false')"]
+
+
 SNMP_ENV = {"LIFELINE_SNMP_COMMUNITY": "c0mmunity-Xq7", "LIFELINE_SNMP_AUTH_KEY": "auth-Key-9fz1",
             "LIFELINE_SNMP_PRIV_KEY": "priv-Key-4kd8"}
 

@@ -40,6 +40,38 @@ def test_results_after_a_reordering_reload_land_on_their_own_target():
     assert value(s, "lifeline_icmp_rtt_seconds_count", target="a") == 11
 
 
+def test_a_tier_without_the_rtt_histogram_keeps_every_other_series_and_a_reload_turns_it_on_and_off():
+    cams, hosp = _target("cam", tier="P3"), _target("hosp", tier="P0")
+    off = kit.tiers()
+    off["P3"] = kit.retier(off["P3"], rtt_histogram=False)
+    store = kit.StoreKit()
+    store.apply(_config(hosp, cams, tier_map=off))
+    for t in (hosp, cams):
+        store.record(t, "icmp", _ok(3), lag=0)
+    s = samples(store.render())
+    assert value(s, "lifeline_icmp_rtt_seconds_count", target="hosp") == 3
+    assert not [k for k in s if k[0].startswith("lifeline_icmp_rtt_seconds") and ("target", "cam") in k[1]]
+    for family in ("lifeline_icmp_requests_total", "lifeline_icmp_responses_total"):
+        assert value(s, family, target="cam") == 3
+    assert value(s, "lifeline_icmp_loss_ratio", target="cam") == 0
+    assert value(s, "lifeline_icmp_rtt_avg_seconds", target="cam") == pytest.approx(0.001)
+    # The same targets (a "kept" reload), the tier's histogram on again: its lines are back at
+    # once, counting from zero, and the counters carried on.
+    store.apply(_config(hosp, cams))
+    s = samples(store.render())
+    assert value(s, "lifeline_icmp_rtt_seconds_count", target="cam") == 0
+    store.record(cams, "icmp", _ok(3), lag=0)
+    s = samples(store.render())
+    assert value(s, "lifeline_icmp_rtt_seconds_count", target="cam") == 3
+    assert value(s, "lifeline_icmp_requests_total", target="cam") == 6
+    assert value(s, "lifeline_icmp_rtt_seconds_count", target="hosp") == 3  # its tier did not change
+    # And off again: gone at once, not at the next result.
+    store.apply(_config(hosp, cams, tier_map=off))
+    s = samples(store.render())
+    assert value(s, "lifeline_icmp_rtt_seconds_count", target="cam") is None
+    assert value(s, "lifeline_icmp_requests_total", target="cam") == 6
+
+
 def test_percent_signs_in_labels_survive_formatting():
     t = _target("100%-uptime", site="%s%d%%", labels=(("note", "50% %(x)s"),))
     store = kit.StoreKit(t)

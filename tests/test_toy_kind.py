@@ -68,7 +68,7 @@ class FileKind(ProbeKind):
     def open(self, ctx):
         return FileProbe()
 
-    def new_state(self, target, old=None):
+    def new_state(self, target, old=None, tier=None):
         return old if old is not None else {"size": None}
 
     def record(self, state, result):

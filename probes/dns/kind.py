@@ -28,7 +28,8 @@ class DnsKind(ServiceKind):
 
         return DnsProbe(resolver=ctx.resolver)
 
-    def new_state(self, target: Target, old: metrics.DnsState | None = None) -> metrics.DnsState:
+    def new_state(self, target: Target, old: metrics.DnsState | None = None,
+                  tier: Tier | None = None) -> metrics.DnsState:
         return old if old is not None else metrics.DnsState()
 
     def record(self, state: metrics.DnsState, result: ProbeResult) -> None:

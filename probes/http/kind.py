@@ -27,7 +27,8 @@ class HttpKind(ServiceKind):
 
         return HttpProbe(ctx.resolver)
 
-    def new_state(self, target: Target, old: metrics.HttpState | None = None) -> metrics.HttpState:
+    def new_state(self, target: Target, old: metrics.HttpState | None = None,
+                  tier: Tier | None = None) -> metrics.HttpState:
         return old if old is not None else metrics.HttpState()
 
     def record(self, state: metrics.HttpState, result: ProbeResult) -> None:

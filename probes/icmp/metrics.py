@@ -35,7 +35,8 @@ ALPHA = 2 / (12 + 1)
 class IcmpState:
     requests: int = 0
     responses: int = 0
-    rtt: Histogram = field(default_factory=lambda: Histogram(RTT_BUCKETS))
+    # None while the tier's rtt_histogram is off (see IcmpTier).
+    rtt: Histogram | None = field(default_factory=lambda: Histogram(RTT_BUCKETS))
     # The last cycle's echoes, for its gauges: its two figures rather than the whole IcmpResult,
     # which (with its duration and address) cost ~1.3 MB more at 10,000 targets.
     last_sent: int = 0
@@ -56,9 +57,11 @@ def record(state: IcmpState, result: ProbeResult) -> None:
         return  # a cycle that crashed (reason "internal") sent nothing we know of
     state.requests += result.sent
     state.responses += result.received
-    observe = state.rtt.observe
-    for rtt in result.rtts:
-        observe(rtt)
+    hist = state.rtt
+    if hist is not None:
+        observe = hist.observe
+        for rtt in result.rtts:
+            observe(rtt)
     state.last_sent, state.last_rtts = result.sent, result.rtts
     if result.sent:
         lost = result.loss
@@ -79,7 +82,7 @@ def fragments(state: IcmpState, key: bytes) -> list[bytes]:
     """
     frags = [b"lifeline_icmp_requests_total{%s%s} %d\n" % (key, state.where, state.requests),
              b"lifeline_icmp_responses_total{%s%s} %d\n" % (key, state.where, state.responses),
-             state.rtt.text(RTT_TEMPLATE, key), b"", b"", b"", b"", b""]
+             b"" if state.rtt is None else state.rtt.text(RTT_TEMPLATE, key), b"", b"", b"", b"", b""]
     sent, rtts = state.last_sent, state.last_rtts
     if sent:
         # %a is repr() for these finite floats, without a call to fmt() and an encode() each.

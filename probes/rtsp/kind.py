@@ -39,7 +39,7 @@ class RtspKind(ServiceKind):
 
         return RtspProbe(resolver=ctx.resolver)
 
-    def new_state(self, target: Target, old: RtspState | None = None) -> RtspState:
+    def new_state(self, target: Target, old: RtspState | None = None, tier: Tier | None = None) -> RtspState:
         return old if old is not None else RtspState()
 
     def record(self, state: RtspState, result: ProbeResult) -> None:

@@ -36,7 +36,7 @@ class SipKind(ServiceKind):
 
         return SipProbe(ctx.resolver)
 
-    def new_state(self, target: Target, old: SipState | None = None) -> SipState:
+    def new_state(self, target: Target, old: SipState | None = None, tier: Tier | None = None) -> SipState:
         return old if old is not None else SipState()
 
     def record(self, state: SipState, result: ProbeResult) -> None:

@@ -72,7 +72,7 @@ class SnmpKind(ProbeKind):
 
         return SnmpProbe(resolver=ctx.resolver)  # pysnmp itself loads only when a v3 target polls
 
-    def new_state(self, target: Target, old: SnmpState | None = None) -> SnmpState:
+    def new_state(self, target: Target, old: SnmpState | None = None, tier: Tier | None = None) -> SnmpState:
         from probes.snmp.probe import new_state
 
         settings = target.setting("snmp")

@@ -26,7 +26,7 @@ class TcpKind(ServiceKind):
 
         return TcpProbe(ctx.resolver)
 
-    def new_state(self, target: Target, old: Any = None) -> None:
+    def new_state(self, target: Target, old: Any = None, tier: Tier | None = None) -> None:
         return None  # nothing per target beyond the core's counters
 
     def record(self, state: Any, result: ProbeResult) -> None:
