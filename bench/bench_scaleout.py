@@ -93,9 +93,12 @@ def tier_of(i: int) -> tuple[str, str]:
     return MIX[-1][0], MIX[-1][2]
 
 
-def scaleout_config(n: int) -> tuple[str, list[tuple[str, str]]]:
-    """The YAML of ``n`` targets on the built-in tiers, and each target's (name, tier)."""
-    lines, targets = ["targets:"], []
+def scaleout_config(n: int, no_histogram: list[str] = ()) -> tuple[str, list[tuple[str, str]]]:
+    """The YAML of ``n`` targets on the built-in tiers (those in ``no_histogram`` without the RTT
+    histogram), and each target's (name, tier)."""
+    lines = ["tiers:", *(f"  {tier}: {{rtt_histogram: false}}" for tier in no_histogram)] if no_histogram else []
+    targets: list[tuple[str, str]] = []
+    lines.append("targets:")
     for i, address in enumerate(addresses(n)):
         tier, category = tier_of(i)
         name = f"so-{tier.lower()}-{i:05d}"
@@ -309,7 +312,7 @@ def rule_costs_alone(prom: Prometheus, at: float, runs: int = 3) -> dict[tuple[s
 # --- the run ----------------------------------------------------------------------
 
 def run(args: argparse.Namespace, workdir: str, cleanup: list) -> dict[str, Any]:
-    text, targets = scaleout_config(args.targets)
+    text, targets = scaleout_config(args.targets, args.no_histogram)
     path = os.path.join(workdir, "scaleout.yaml")
     with open(path, "w") as fh:
         fh.write(text)
@@ -547,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scrape-interval", type=float, default=5.0,
                    help="seconds between scrapes and evaluations (default 5, as deploy/prometheus.yml)")
     p.add_argument("--agent-arg", action="append", default=[], help="extra argument for every `lifeline run`")
+    p.add_argument("--no-histogram", action="append", default=[], metavar="TIER",
+                   help="turn the RTT histogram off on this built-in tier (repeatable), as a large list might")
     p.add_argument("--keep", action="store_true", help="keep the work directory (agent logs, Prometheus data)")
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"),
                    help="file the table is appended to ('' for none)")
@@ -576,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     table = report(args, result)
     header = (f"## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC — scale-out, {host}\n\n"
               f"`{command.strip()}`: {args.targets:,} loopback targets on the built-in tiers "
-              f"({', '.join(f'{int(s * 100)} % {t}' for t, s, _ in MIX)}) in {args.shards} shards, one Prometheus "
+              f"({', '.join(f'{int(s * 100)} % {t}' for t, s, _ in MIX)})"
+              f"{' with rtt_histogram: false on ' + ', '.join(args.no_histogram) if args.no_histogram else ''}"
+              f" in {args.shards} shards, one Prometheus "
               f"{prometheus_version()} with rules/lifeline.rules.yml scraping each agent every "
               f"{args.scrape_interval:g} s; warm-up {args.warmup:g} s, window {args.minutes:g} min; git {git}; "
               f"run took {time.monotonic() - began:.0f} s.\n\n")
