@@ -168,6 +168,12 @@ def test_rtt_histogram_is_per_tier_on_by_default_and_strictly_boolean(tmp_path):
     assert _errors(path) == [f"{path}:2: tiers.P2.rtt_histogram: must be true or false (got 'false')"]
 
 
+def test_p0_drop_intended_is_strictly_boolean(tmp_path):
+    path = _write(tmp_path, "reload: {p0_drop_intended: 'true'}\n"
+                            "targets:\n  - {name: a, address: 127.0.0.1, tier: P0}\n")
+    assert _errors(path) == [f"{path}:1: reload.p0_drop_intended: must be true or false (got 'true')"]
+
+
 SNMP_ENV = {"LIFELINE_SNMP_COMMUNITY": "c0mmunity-Xq7", "LIFELINE_SNMP_AUTH_KEY": "auth-Key-9fz1",
             "LIFELINE_SNMP_PRIV_KEY": "priv-Key-4kd8"}
 

@@ -386,7 +386,8 @@ def test_bad_blocks_name_file_and_line(tmp_path):
               "{url: 'http://x/', body_regex: '(ok'}", "{url: 'http://x/', ip_protocol: ip5}",
               "{url: 'https://x/', tls: {ca_file: /nonexistent/ca.pem}}", None, "{url: 'http://u:pw@x/'}",
               "{url: 'http://x/', valid_status_codes: [200, 700], body_limit: 1GiB, headers: {Host: y}}",
-              "{url: 'http://x/', tls: {}, timeout: 20s}"]
+              "{url: 'http://x/', tls: {}, timeout: 20s}",
+              "{url: 'https://x/', follow_redirects: 'yes', tls: {insecure_skip_verify: 1}}"]
     path.write_text(TIERS + "targets:\n" + "".join(
         f"  - {{name: t{i}, address: 127.0.0.1, tier: P0, probes: [http]{'' if b is None else ', http: ' + b}}}\n"
         for i, b in enumerate(blocks)))
@@ -410,6 +411,8 @@ def test_bad_blocks_name_file_and_line(tmp_path):
         "FILE:12: targets[8].http.body_limit: must be a size from 1 byte to 64MiB such as 65536, \"64KiB\" or "
         "\"1MiB\" (got '1GiB')",
         "FILE:13: targets[9].http.timeout: timeout (20s) must be below interval (10s)",
+        "FILE:14: targets[10].http.follow_redirects: must be true or false (got 'yes')",
+        "FILE:14: targets[10].http.tls.insecure_skip_verify: must be true or false (got 1)",
     ], "\n".join(got)
 
 

@@ -78,9 +78,7 @@ def parse_settings(v: Validator, raw: Any, path: Path, tier: Tier | None) -> Dns
     rcodes = _rcodes(v, path + ("valid_rcodes",), f["valid_rcodes"]) if "valid_rcodes" in f \
         else frozenset({NOERROR})
     regex = _regex(v, path + ("answer_regex",), f["answer_regex"]) if "answer_regex" in f else None
-    recursion = f.get("recursion_desired", True)
-    if not isinstance(recursion, bool):
-        v.error(path + ("recursion_desired",), f"must be true or false (got {recursion!r})")
+    recursion = v.boolean(path + ("recursion_desired",), f.get("recursion_desired", True))
     timing = parse_timing(v, path, f, tier)
     if len(v.errors) != before or name is None:
         return None

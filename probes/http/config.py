@@ -140,10 +140,9 @@ def parse_settings(v: Validator, raw: Any, path: Path, tier: Tier | None) -> Htt
     if "headers" in f:
         out["headers"] = parse_headers(v, path + ("headers",), f["headers"])
     if "follow_redirects" in f:
-        if isinstance(f["follow_redirects"], bool):
-            out["follow_redirects"] = f["follow_redirects"]
-        else:
-            v.error(path + ("follow_redirects",), f"must be true or false (got {f['follow_redirects']!r})")
+        follow = v.boolean(path + ("follow_redirects",), f["follow_redirects"])
+        if follow is not None:
+            out["follow_redirects"] = follow
     if "ip_protocol" in f:
         choice = v.choice(path + ("ip_protocol",), f["ip_protocol"], IP_PROTOCOLS)
         out["family"] = IP_PROTOCOLS.get(choice, 0)

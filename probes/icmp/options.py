@@ -60,11 +60,9 @@ def parse_options(v: Validator, path: Path, raw: Any) -> IcmpOptions | None:
     if "ttl" in f:
         values["ttl"] = v.integer(path + ("ttl",), f["ttl"], lo=1, hi=255)
     if "dont_fragment" in f:
-        df = f["dont_fragment"]
-        if isinstance(df, bool):
+        df = v.boolean(path + ("dont_fragment",), f["dont_fragment"])
+        if df is not None:
             values["dont_fragment"] = df
-        else:
-            v.error(path + ("dont_fragment",), f"must be true or false (got {df!r})")
     if len(v.errors) != before:
         return None
     return IcmpOptions(**values)
