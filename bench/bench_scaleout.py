@@ -527,7 +527,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         ("scheduler lag p99 < 50 ms on every agent", worst_agent["lag_p99"] < 0.05, ms(worst_agent["lag_p99"])),
         ("peak RSS < 120 MB per agent (issue 14, goal 3)", all(a["rss_mb"] < 120 for a in agents),
          ", ".join(f"{a['rss_mb']:.0f} MB" for a in agents)),
-        ("lone fresh /metrics scrape < 50 ms per agent (issue 14, goal 3)",
+        # Goal 3 is for an agent alone (bench_icmp); here Prometheus ingests on the same two cores.
+        ("lone fresh /metrics scrape < 50 ms per agent while Prometheus ingests beside it (goal 3's bar)",
          all(a["lone_scrape"] < 0.05 for a in agents), ", ".join(ms(a["lone_scrape"]) for a in agents)),
     ]
     lines.append("")
