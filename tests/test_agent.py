@@ -107,6 +107,33 @@ def test_reload_by_post_and_sighup_and_invalid_file_keeps_old(agent_factory, tmp
     assert value(agent.metrics(), "lifeline_config_last_reload_successful") == 1
 
 
+def test_reload_of_a_tier_turns_its_rtt_histogram_off_and_on_and_keeps_its_counters(agent_factory, tmp_path):
+    agent = agent_factory(_config(LOOPBACK))
+    path = tmp_path / "lifeline.yaml"
+
+    def counts():
+        s = samples(agent.metrics())
+        return (value(s, "lifeline_icmp_rtt_seconds_count", target="camera-7"),
+                value(s, "lifeline_icmp_requests_total", target="camera-7"),
+                value(s, "lifeline_icmp_rtt_seconds_count", target="putuo-hospital"))
+
+    wait_for(lambda: (counts()[0] or 0) >= 2, 6, "camera-7's first cycle in its histogram")
+    path.write_text(_config(LOOPBACK).replace("  P2: {interval: 2s, timeout: 300ms, packets: 2}",
+                                              "  P2: {interval: 2s, timeout: 300ms, packets: 2, rtt_histogram: false}"))
+    _, sent, hosp = counts()
+    agent.reload_signal()
+    # Gone with the reload itself, not with camera-7's next result; the other tiers keep theirs.
+    wait_for(lambda: counts()[0] is None, 5, "camera-7's histogram gone")
+    hist, requests, hosp_after = counts()
+    assert requests >= sent and hosp_after >= hosp
+    wait_for(lambda: counts()[1] >= requests + 2, 6, "camera-7 still probed")
+    assert counts()[0] is None
+    path.write_text(_config(LOOPBACK))
+    agent.reload_signal()
+    wait_for(lambda: (counts()[0] or 0) >= 2, 6, "camera-7's histogram back, counting")
+    assert counts()[1] >= requests + 2  # the counter carried through both reloads
+
+
 def test_reload_that_drops_most_p0_targets_is_refused_unless_intended(agent_factory, tmp_path):
     p0 = "".join(f"  - {{name: hospital-{i}, address: 127.0.5.{i}, tier: P0}}\n" for i in range(1, 9))
     agent = agent_factory(_config(p0))
