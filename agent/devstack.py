@@ -60,7 +60,7 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
     """
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    while time.monotonic() < deadline:
+    while True:  # checked at least once: a deadline already past (a scenario's late phase) still looks
         try:
             value = check()
             if value:
@@ -69,6 +69,8 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
             raise
         except Exception as exc:  # noqa: BLE001 - keep polling, report the last problem
             last = exc
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
     raise error(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
 
