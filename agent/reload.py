@@ -45,7 +45,9 @@ class Outcome:
 class Plan:
     """The difference between the running configuration and ``new``, per target and per probe.
 
-    * ``kept``: same name, same identity, same tier: the target's state stays as it is;
+    * ``kept``: same name, same identity, same tier: the target's state stays as it is,
+      unless it is also ``retiered`` (its tier's settings changed, which may reshape a
+      kind's state, e.g. ICMP's rtt_histogram): then it is carried like a changed one;
     * ``changed``: same name and tier, something else differs (address, labels, a kind's
       block): the target's counters stay, each kind decides what of its own state to keep;
     * ``added``: a new name, or a target that moved tier (its series' labels change,
@@ -57,6 +59,7 @@ class Plan:
 
     new: config_mod.Config
     kept: dict[str, Target] = field(default_factory=dict)
+    retiered: frozenset[str] = frozenset()  # kept targets whose tier's settings changed
     changed: dict[str, tuple[Target, Target]] = field(default_factory=dict)  # name -> (old, new)
     added: dict[str, Target] = field(default_factory=dict)
     removed: dict[str, Target] = field(default_factory=dict)
@@ -71,6 +74,7 @@ class Plan:
         kept: dict[str, Target] = {}
         changed: dict[str, tuple[Target, Target]] = {}
         added: dict[str, Target] = {}
+        retiered: set[str] = set()
         jobs_kept: set[JobKey] = set()
         jobs_added: set[JobKey] = set()
         for target in new.targets:
@@ -83,12 +87,14 @@ class Plan:
             else:
                 changed[target.name] = (was, target)
             same_job = same and old_tiers.get(target.tier) == new.tiers[target.tier]
+            if same and not same_job:
+                retiered.add(target.name)
             for kind in target.probes:
                 (jobs_kept if same_job else jobs_added).add((target.name, kind))
         names = {t.name for t in new.targets}
         removed = {name: t for name, t in before.items() if name not in names}
         old_jobs = {(t.name, k) for t in before.values() for k in t.probes}
-        return cls(new=new, kept=kept, changed=changed, added=added, removed=removed,
+        return cls(new=new, kept=kept, retiered=frozenset(retiered), changed=changed, added=added, removed=removed,
                    jobs_kept=frozenset(jobs_kept), jobs_added=frozenset(jobs_added),
                    jobs_removed=frozenset(old_jobs - jobs_kept))
 

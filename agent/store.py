@@ -242,18 +242,15 @@ class MetricsStore:
         fresh: dict[str, TargetState] = {}
         for target in config.targets:
             old = self.targets.get(target.name)
-            tier = config.tiers.get(target.tier)
-            if target.name in plan.kept and old is not None:
-                if self.tiers.get(target.tier) == tier:
-                    old.target = target  # equal identity; the new object is what the scheduler holds
-                    fresh[target.name] = old
-                    continue
-                # Its tier changed, which may change the shape of a kind's state (ICMP's
-                # rtt_histogram): carried like a changed target, its lines formatted again
-                # (~25 us per target, only on a reload that edits a tier).
-                carried: TargetState | None = old
-            else:
-                carried = old if target.name in plan.changed and old is not None else None
+            if target.name in plan.kept and target.name not in plan.retiered and old is not None:
+                old.target = target  # equal identity; the new object is what the scheduler holds
+                fresh[target.name] = old
+                continue
+            # A retiered target (its tier's settings changed, which may reshape a kind's state) is
+            # carried like a changed one, its lines formatted again (~25 us per target, only on a
+            # reload that edits a tier).
+            carried = old if (target.name in plan.changed or target.name in plan.retiered) else None
+            tier = config.tiers[target.tier]
             kinds = {k: self.kinds[k].new_state(target, carried.kinds.get(k) if carried else None, tier)
                      for k in target.probes}
             state = TargetState(target, kinds, self.extra)

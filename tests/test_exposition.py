@@ -57,7 +57,8 @@ def test_a_tier_without_the_rtt_histogram_keeps_every_other_series_and_a_reload_
     assert value(s, "lifeline_icmp_rtt_avg_seconds", target="cam") == pytest.approx(0.001)
     # The same targets (a "kept" reload), the tier's histogram on again: its lines are back at
     # once, counting from zero, and the counters carried on.
-    store.apply(_config(hosp, cams))
+    plan = store.apply(_config(hosp, cams))
+    assert plan.retiered == {"cam"} and set(plan.kept) == {"hosp", "cam"}
     s = samples(store.render())
     assert value(s, "lifeline_icmp_rtt_seconds_count", target="cam") == 0
     store.record(cams, "icmp", _ok(3), lag=0)
