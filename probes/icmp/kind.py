@@ -126,7 +126,7 @@ class IcmpKind(ProbeKind):
         if part is not None and not part.rtt_histogram:
             state.rtt = None
         elif state.rtt is None:  # turned back on: counts from zero, as a new series does
-            state.rtt = metrics.Histogram(metrics.RTT_BUCKETS)
+            state.rtt = metrics.rtt_histogram()
         return state
 
     def record(self, state: metrics.IcmpState, result: ProbeResult) -> None:

@@ -25,6 +25,10 @@ FAMILIES = (
 )
 
 
+def rtt_histogram() -> Histogram:
+    return Histogram(RTT_BUCKETS)
+
+
 # The status page's loss and RTT are moving averages over about 12 cycles (1 min of P0), as the alert
 # rules look over 5m rather than at one noisy 5-echo cycle. Two floats per target rather than a
 # window of counters: a 13-entry deque per target cost ~20 MB at 10,000 targets (bench_icmp RSS).
@@ -36,7 +40,7 @@ class IcmpState:
     requests: int = 0
     responses: int = 0
     # None while the tier's rtt_histogram is off (see IcmpTier).
-    rtt: Histogram | None = field(default_factory=lambda: Histogram(RTT_BUCKETS))
+    rtt: Histogram | None = field(default_factory=rtt_histogram)
     # The last cycle's echoes, for its gauges: its two figures rather than the whole IcmpResult,
     # which (with its duration and address) cost ~1.3 MB more at 10,000 targets.
     last_sent: int = 0
