@@ -482,8 +482,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
     if prom["poll_errors"]:
         lines.append(f"| polls of Prometheus that failed | {prom['poll_errors']} |")
 
-    lines += ["", "| rule group (interval) | in the window: duration median / max (evaluations) | slowest: a Prometheus GC ended "
-                  "| missed iterations "
+    lines += ["", "| rule group (interval) | in the window: duration median / max (evaluations) "
+                  "| slowest: a Prometheus GC ended | missed iterations "
                   "| alone: its rules' queries on the quiet Prometheus | alone, full history (estimate) "
                   "| costliest rules alone (in the run: max evaluationTime) |", "|---|---:|---:|---:|---:|---:|---|"]
     groups_max = {name: max(g["durations"], default=g["final"]) for name, g in r["groups"].items()}
@@ -496,7 +496,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
         top_text = ", ".join(f"{rule} {t * 1e3:.0f} ms ({in_run[rule] * 1e3:.0f})" for t, rule in top)
         more = (f"{ms(steady[name])} (+{g['extra_samples'] / 1e6:.1f} M samples)" if g["extra_samples"] else "same")
         lines.append(f"| {name} ({g['interval']:g} s) | {ms(statistics.median(d)) if d else 'n/a'} / "
-                     f"{ms(max(d)) if d else 'n/a'} ({len(d)}) | {gc_text(g['gc_after'])} | {g['missed']:.0f} | {ms(alone[name])} | {more} | {top_text} |")
+                     f"{ms(max(d)) if d else 'n/a'} ({len(d)}) | {gc_text(g['gc_after'])} | {g['missed']:.0f} "
+                     f"| {ms(alone[name])} | {more} | {top_text} |")
     lines.append(f"\n'Alone': after the window the agents are stopped and Prometheus reloaded without scrapes or "
                  f"rules; each rule's expression is then timed as an instant query at the window's end (median of 3, "
                  f"`stats=all`) and a group's figure is the sum over its rules (without the appends of recorded "
