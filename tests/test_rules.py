@@ -17,6 +17,7 @@ import subprocess
 import pytest
 import yaml
 
+from rules import generate as rules_generate
 from tests.helpers import ROOT, require_tool
 from tests.test_exposition import SITED_FAMILIES
 
@@ -51,9 +52,92 @@ def amtool() -> str:
 
 
 def test_promtool_check_rules(promtool):
-    proc = _run(promtool, "check", "rules", RULES)
+    # --lint-fatal: the per-tier copies must not read as duplicate rules to promtool's lint
+    # (it prints FAILED yet exits 0 without the flag).
+    proc = _run(promtool, "check", "rules", "--lint-fatal", RULES)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout
+
+
+def test_per_tier_copies_are_up_to_date():
+    with open(RULES, encoding="utf-8") as fh:
+        text = fh.read()
+    assert rules_generate.render(text) == text, "rules/lifeline.rules.yml differs; run python3 rules/generate.py"
+
+
+def test_per_tier_copies_partition_the_split_rules():
+    """Each split rule's tiers: the hand-written rule excludes exactly the tiers its copies select."""
+    with open(RULES, encoding="utf-8") as fh:
+        head = fh.read().split(rules_generate.MARKER)[0]
+    tiers = rules_generate.split_tiers(head)
+    assert tiers == ["P2", "P3"]
+    groups = {g["name"]: g for g in _load(RULES)["groups"]}
+    split = {name: g for name, g in groups.items() if any('tier!~"P2|P3"' in r["expr"] for r in g["rules"])}
+    # The groups that read every target's series each cycle, at least.
+    assert {"lifeline.recording.loss", "lifeline.recording.availability", "lifeline.alerts.windows",
+            "lifeline.recording.day"} <= set(split)
+    for name, group in split.items():
+        own = [r for r in group["rules"] if 'tier!~"P2|P3"' in r["expr"]]
+        for tier in tiers:
+            twin = groups[f"{name}.{tier.lower()}"]
+            assert twin.get("interval") == group.get("interval")
+            assert [r.get("record") or r.get("alert") for r in twin["rules"]] == \
+                [r.get("record") or r.get("alert") for r in own]
+            for mine, theirs in zip(own, twin["rules"]):
+                assert theirs["expr"] == mine["expr"].replace('tier!~"P2|P3"', f'tier="{tier}"')
+                assert theirs["labels"] == {**(mine.get("labels") or {}), "tier": tier}
+                assert theirs.get("annotations") == mine.get("annotations")
+                assert theirs.get("for") == mine.get("for")
+    copies = [n for n in groups if n.endswith((".p2", ".p3"))]
+    assert len(copies) == 2 * len(split)
+
+
+def test_another_split_keeps_every_rule_test_passing(promtool, tmp_path):
+    """A carrier with other tier sizes splits other tiers out; the rules mean the same."""
+    with open(RULES, encoding="utf-8") as fh:
+        text = fh.read()
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(os.path.join(ROOT, "rules", "tests"), rules_dir / "tests")
+    for tiers in (["P3"], ["P0", "P1", "P2", "P3"]):
+        out = rules_generate.render(text, tiers)
+        assert f'tier!~"{"|".join(tiers)}"' in out
+        assert sum(1 for line in out.splitlines() if line.startswith("  - name: ") and line.endswith(".p3")) >= 10
+        (rules_dir / "lifeline.rules.yml").write_text(out, encoding="utf-8")
+        check = _run(promtool, "check", "rules", "--lint-fatal", str(rules_dir / "lifeline.rules.yml"))
+        assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+        # Idempotent: generating again from its own output changes nothing.
+        assert rules_generate.render(out) == out
+        for path in RULE_TESTS:
+            proc = subprocess.run([promtool, "test", "rules", os.path.basename(path)], capture_output=True,
+                                  text=True, check=False, cwd=rules_dir / "tests")
+            assert proc.returncode == 0, f"split {tiers}, {os.path.basename(path)}: {proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.parametrize("edit, tiers, message", [
+    (lambda t: t.replace('tier!~"P2|P3"', ""), None, 'no rule selects with the partition matcher tier!~"..."'),
+    (lambda t: t.replace('tier!~"P2|P3"', 'tier!~"P3"', 1), None, 'the partition matchers disagree: tier!~"P2|P3", tier!~"P3"'),
+    (lambda t: t, ["P3", "P.*"], "tier names are letters, digits, '-' and '_' (got 'P.*')"),
+    (lambda t: t, ["P3", "P3"], "a tier is named twice: P3, P3"),
+])
+def test_generate_refuses_bad_input(tmp_path, capsys, edit, tiers, message):
+    with open(RULES, encoding="utf-8") as fh:
+        text = edit(fh.read())
+    path = tmp_path / "lifeline.rules.yml"
+    path.write_text(text, encoding="utf-8")
+    argv = ["--rules", str(path)] + [a for tier in tiers or () for a in ("--tier", tier)]
+    assert rules_generate.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert path.read_text(encoding="utf-8") == text  # nothing written
+
+
+def test_generate_check_mode(tmp_path):
+    with open(RULES, encoding="utf-8") as fh:
+        text = fh.read()
+    path = tmp_path / "lifeline.rules.yml"
+    path.write_text(text.replace('tier="P3"', 'tier="P9"', 1), encoding="utf-8")  # a hand-edited copy
+    assert rules_generate.main(["--rules", str(path), "--check"]) == 1
+    assert rules_generate.main(["--rules", str(path)]) == 0
+    assert path.read_text(encoding="utf-8") == text
 
 
 @pytest.mark.parametrize("path", RULE_TESTS, ids=[os.path.basename(p) for p in RULE_TESTS])
