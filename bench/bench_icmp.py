@@ -13,6 +13,10 @@ every raw ICMP socket sees every reply on the host):
 * ``fping -C`` on the same addresses at the same echo rate (paced: the same
   work) and again as fast as it goes (``-i 0``, burst: the practical floor of
   this machine): CPU per 1,000 echoes (rusage of the child) and RTT p50.
+* ``bench/icmp_floor.py``, a bare asyncio pinger doing only the per-echo work
+  any Python pinger must (send, one ``recvmsg`` per reply, match, RTT) on the
+  same pattern: CPU per 1,000 echoes, to tell the language's share of the
+  distance to fping's burst mode from Lifeline's own.
 * ``prometheus-blackbox-exporter`` with an ``icmp`` module, driven through
   ``/probe`` by a paced, bounded client at the same probe rate: the exporter's
   own CPU per 1,000 probes (the client's CPU is not counted).
@@ -382,6 +386,26 @@ def bench_fping(n: int, args: argparse.Namespace, workdir: str, burst: bool = Fa
             "wall": wall}
 
 
+def bench_floor(n: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
+    """bench/icmp_floor.py, a bare asyncio pinger, on the same addresses and echo pattern."""
+    path = os.path.join(workdir, f"floor-{n}.txt")
+    with open(path, "w") as fh:
+        fh.write("\n".join(addresses(n)) + "\n")
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "icmp_floor.py"), "--file", path,
+           "--interval", f"{args.interval:g}", "--packets", str(args.packets),
+           "--packet-interval", f"{args.packet_interval:g}", "--timeout", f"{args.timeout:g}",
+           "--window", f"{args.window:g}"]
+    log(f"bare Python pinger: {n} targets")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          timeout=args.interval + args.window + 60)
+    if proc.returncode != 0:
+        raise SystemExit(f"icmp_floor.py failed: {proc.stderr.strip()}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    sent = r["sent"]
+    return {"echoes_s": sent / r["wall"], "cpu_per_1k": r["cpu"] / sent * 1000 if sent else float("nan"),
+            "answered": r["received"] / sent if sent else 0.0}
+
+
 # --- blackbox_exporter ------------------------------------------------------------
 
 BLACKBOX_CONFIG = """modules:
@@ -593,7 +617,8 @@ def verdict(ok: bool) -> str:
 
 
 def report(sizes: list[int], life: dict, fp: dict, fpb: dict, bb: dict, sp: dict, loads: dict,
-           args: argparse.Namespace) -> str:
+           args: argparse.Namespace, floor: dict | None = None) -> str:
+    floor = floor or {}
     cols = [f"{n:,} targets" for n in sizes]
     rows: list[tuple[str, list[str]]] = []
     nan = float("nan")
@@ -632,6 +657,10 @@ def report(sizes: list[int], life: dict, fp: dict, fpb: dict, bb: dict, sp: dict
     if fpb:
         row("fping burst (-i 0): echoes/s, answered", lambda n: f"{fpb[n]['echoes_s']:.0f}, {fpb[n]['answered'] * 100:.1f} %")
         row("fping burst: CPU s per 1,000 echoes", lambda n: num(fpb[n]["cpu_per_1k"], 4))
+    if floor:
+        row("bare Python pinger (icmp_floor.py): echoes/s, answered",
+            lambda n: f"{floor[n]['echoes_s']:.0f}, {floor[n]['answered'] * 100:.1f} %")
+        row("bare Python pinger: CPU s per 1,000 echoes", lambda n: num(floor[n]["cpu_per_1k"], 4))
     if bb:
         row("blackbox probes/s (asked)", lambda n: f"{bb[n]['probes_s']:.0f} ({bb[n]['target_rate']:.0f})")
         row("blackbox CPU s per 1,000 probes", lambda n: num(bb[n]["cpu_per_1k"], 4))
@@ -650,6 +679,11 @@ def report(sizes: list[int], life: dict, fp: dict, fpb: dict, bb: dict, sp: dict
         row("CPU ratio Lifeline / fping paced (goal <= 3)", lambda n: ratio(cpu[n], fp[n]["cpu_per_1k"]))
     if fpb:
         row("CPU ratio Lifeline / fping burst (stretch goal <= 3)", lambda n: ratio(cpu[n], fpb[n]["cpu_per_1k"]))
+    if floor:
+        row("CPU ratio Lifeline / bare Python pinger", lambda n: ratio(cpu[n], floor[n]["cpu_per_1k"]))
+        if fpb:
+            row("CPU ratio bare Python pinger / fping burst",
+                lambda n: ratio(floor[n]["cpu_per_1k"], fpb[n]["cpu_per_1k"]))
     if bb:
         row("CPU ratio Lifeline / blackbox (goal <= 0.05)", lambda n: ratio(cpu[n], bb[n]["cpu_per_1k"], 3))
     if sp:
@@ -719,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-blackbox", action="store_true", help="skip blackbox_exporter")
     p.add_argument("--no-fping", action="store_true", help="skip fping, paced and burst (ratios need it)")
     p.add_argument("--no-smokeping", action="store_true", help="skip prometheus-smokeping-prober")
+    p.add_argument("--no-floor", action="store_true", help="skip the bare Python pinger (bench/icmp_floor.py)")
     p.add_argument("--smokeping-start", type=float, default=90.0,
                    help="seconds smokeping_prober gets to start listening")
     p.add_argument("--smokeping-scrape-timeout", type=float, default=60.0, help="seconds one of its scrapes may take")
@@ -739,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     if max((int(x) for x in args.load_sizes.split(",") if x), default=0) > 62500 * 100:
         raise SystemExit("too many targets")
     started = time.monotonic()
-    life, fp, fpb, bb, sp, loads = {}, {}, {}, {}, {}, {}
+    life, fp, fpb, bb, sp, loads, floor = {}, {}, {}, {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="lifeline-bench-") as workdir:
         # One pinger at a time, each size in turn: every raw socket sees every reply on the host.
         for n in sizes:
@@ -747,13 +782,15 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_fping:
                 fp[n] = bench_fping(n, args, workdir)
                 fpb[n] = bench_fping(n, args, workdir, burst=True)
+            if not args.no_floor:
+                floor[n] = bench_floor(n, args, workdir)
             if not args.no_blackbox:
                 bb[n] = bench_blackbox(n, args, workdir)
             if not args.no_smokeping:
                 sp[n] = bench_smokeping(n, args, workdir)
         for n in (int(x) for x in args.load_sizes.split(",") if x):
             loads[n] = bench_config_load(n, args, workdir)
-    table = report(sizes, life, fp, fpb, bb, sp, loads, args)
+    table = report(sizes, life, fp, fpb, bb, sp, loads, args, floor)
     command = "bench/bench_icmp.py " + " ".join(argv if argv is not None else sys.argv[1:])
     header = (f"## {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} — {host}\n\n"
               f"`{command.strip()}`: {args.packets} echoes every {args.interval:g} s per target, "
