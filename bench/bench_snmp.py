@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.config import DEFAULT_TIERS  # noqa: E402
+from common.model import Target  # noqa: E402
 from probes.snmp import SnmpKind  # noqa: E402
 from probes.snmp.probe import SnmpProbe  # noqa: E402
 from probes.snmp.config import Secret, SnmpSettings  # noqa: E402
@@ -129,15 +130,10 @@ def snmpget_ok(port: int) -> bool:
     return out.returncode == 0
 
 
-@dataclasses.dataclass
-class Target:
-    name: str
-    settings: SnmpSettings
-    address: str = HOST
-    tier: str = "bench"
-
-    def setting(self, kind: str) -> SnmpSettings:
-        return self.settings
+def device(port: int, settings: SnmpSettings) -> Target:
+    # The agent's own model, so the bench follows what probes read from a target.
+    return Target(name=f"dev{port}", address=HOST, tier="bench", category="bench", site="bench", labels=(),
+                  probes=("snmp",), settings=(("snmp", settings),))
 
 
 def settings_for(pair: str | None, port: int) -> SnmpSettings:
@@ -154,7 +150,7 @@ async def lifeline_phase(ports: list[int], rounds: int, concurrency: int, snmpd_
     base = DEFAULT_TIERS["P1"]
     tier = dataclasses.replace(base, parts={**base.parts, "snmp": dataclasses.replace(
         base.parts["snmp"], timeout=2.0, retries=1, interval=60.0)})
-    targets = [Target(f"dev{p}", settings_for(pair, p)) for p in ports]
+    targets = [device(p, settings_for(pair, p)) for p in ports]
     states = {t.name: kind.new_state(t) for t in targets}
     sem = asyncio.Semaphore(concurrency)
     failures = 0
