@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import http.client
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -31,7 +33,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, ROOT)
 
 from agent.config import DEFAULT_TIERS  # noqa: E402
 from common.model import Target  # noqa: E402
@@ -39,7 +42,7 @@ from probes.snmp import SnmpKind  # noqa: E402
 from probes.snmp.probe import SnmpProbe  # noqa: E402
 from probes.snmp.config import Secret, SnmpSettings  # noqa: E402
 
-from benchlib import wait_until  # noqa: E402
+from benchlib import cpu_model, wait_until  # noqa: E402
 
 HOST = "127.0.0.1"
 COMMUNITY = "bench-ro"
@@ -265,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--v3", default=",".join(V3_PAIRS),
                     help=f"SNMPv3 authPriv pairs to measure, comma-separated from {', '.join(V3_PAIRS)}; "
                          "'none' for v2c only")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"),
+                    help="file the table is appended to ('' for none)")
     args = ap.parse_args(argv)
+    host = (f"{os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, Python {platform.python_version()}, "
+            f"load average before the run {os.getloadavg()[0]:.2f}")
+    started = time.monotonic()
     pairs = [] if args.v3 == "none" else [p.strip() for p in args.v3.split(",") if p.strip()]
     unknown = [p for p in pairs if p not in V3_PAIRS]
     if unknown:
@@ -289,41 +297,51 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             snmpd.terminate()
             snmpd.wait(10)
-    report(args, phases)
+    lines = report(args, phases)
+    command = "bench/bench_snmp.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = (f"## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC — SNMP v2c"
+              f"{' and SNMPv3 authPriv' if pairs else ''}, {host}\n\n"
+              f"`{command.strip()}`: run took {time.monotonic() - started:.0f} s.\n\n")
+    text = header + "\n".join(lines)
+    print(text)
+    if args.results:
+        with open(args.results, "a", encoding="utf-8") as fh:
+            fh.write("\n" + text + "\n")
     return 0
 
 
-def report(args: argparse.Namespace, phases: list[tuple[str, dict, dict]]) -> None:
+def report(args: argparse.Namespace, phases: list[tuple[str, dict, dict]]) -> list[str]:
+    out: list[str] = []
     interfaces = phases[0][1]["interfaces"]
-    print(f"{args.devices} devices x {args.rounds} rounds, {interfaces} interfaces each, "
-          f"concurrency {args.concurrency}, one snmpd on {args.devices} loopback ports")
-    print()
-    print("| poller | security | polls/s | CPU ms/poll | snmpd ms/poll | messages/poll (snmpd) | failures (warm-up) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    out.append(f"{args.devices} devices x {args.rounds} rounds, {interfaces} interfaces each, "
+               f"concurrency {args.concurrency}, one snmpd on {args.devices} loopback ports")
+    out.append("")
+    out.append("| poller | security | polls/s | CPU ms/poll | snmpd ms/poll | messages/poll (snmpd) | failures (warm-up) |")
+    out.append("|---|---|---:|---:|---:|---:|---:|")
     for label, ll, ex in phases:
         for name, r in (("lifeline", ll), ("snmp_exporter", ex)):
-            print(f"| {name} | {label} | {r['polls'] / r['wall']:.0f} | {1000 * r['cpu'] / r['polls']:.3f} | "
-                  f"{1000 * r['agent_cpu'] / r['polls']:.3f} | {r['received'] / r['polls']:.2f} | "
-                  f"{r['failures']} ({r['warm_failures']}) |")
-    print()
-    print(f"messages/poll: snmpInPkts counted by snmpd during the measured rounds. snmp_exporter walks each of "
-          f"its {len(COLUMNS) + len(LOOKUPS)} columns separately, plus one GET.")
+            out.append(f"| {name} | {label} | {r['polls'] / r['wall']:.0f} | {1000 * r['cpu'] / r['polls']:.3f} | "
+                       f"{1000 * r['agent_cpu'] / r['polls']:.3f} | {r['received'] / r['polls']:.2f} | "
+                       f"{r['failures']} ({r['warm_failures']}) |")
+    out.append("")
+    out.append(f"messages/poll: snmpInPkts counted by snmpd during the measured rounds. snmp_exporter walks each of "
+               f"its {len(COLUMNS) + len(LOOKUPS)} columns separately, plus one GET.")
     v2c_cpu = phases[0][1]["cpu"] / phases[0][1]["polls"]
     for label, ll, ex in phases:
         mine, theirs = ll["cpu"] / ll["polls"], ex["cpu"] / ex["polls"]
         ratio = mine / max(theirs, 1e-9)
         share = 1000 / 60 * mine
         if label == "v2c":
-            print(f"- {label}: CPU per poll, lifeline / snmp_exporter: {ratio:.2f}x (goal: within 3x, "
-                  f"{'met' if ratio <= 3 else 'NOT met'}); 1000 devices at 60 s: {share:.4f} of one core")
+            out.append(f"- {label}: CPU per poll, lifeline / snmp_exporter: {ratio:.2f}x (goal: within 3x, "
+                       f"{'met' if ratio <= 3 else 'NOT met'}); 1000 devices at 60 s: {share:.4f} of one core")
             continue
         first_contact = (ll["warm_pdus"] - phases[0][1]["warm_pdus"]) / args.devices
-        print(f"- {label}: CPU per poll, lifeline / snmp_exporter: {ratio:.2f}x (goal: within {V3_GOAL:.0f}x, "
-              f"{'met' if ratio <= V3_GOAL else 'NOT met'}); lifeline v3 / v2c: {mine / v2c_cpu:.2f}x; "
-              f"1000 devices at 60 s: {share:.4f} of one core (goal: under {CORE_GOAL:.0%}, "
-              f"{'met' if share < CORE_GOAL else 'NOT met'}); first poll: {first_contact:+.2f} requests per "
-              f"device over v2c's first poll (the engine discovery)")
-
+        out.append(f"- {label}: CPU per poll, lifeline / snmp_exporter: {ratio:.2f}x (goal: within {V3_GOAL:.0f}x, "
+                   f"{'met' if ratio <= V3_GOAL else 'NOT met'}); lifeline v3 / v2c: {mine / v2c_cpu:.2f}x; "
+                   f"1000 devices at 60 s: {share:.4f} of one core (goal: under {CORE_GOAL:.0%}, "
+                   f"{'met' if share < CORE_GOAL else 'NOT met'}); first poll: {first_contact:+.2f} requests per "
+                   f"device over v2c's first poll (the engine discovery)")
+    return out
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -19,16 +20,25 @@ from tests.helpers import ROOT, require_root, require_tool
 BENCH = os.path.join(ROOT, "bench")
 
 
-def test_bench_snmp_runs_v2c_and_v3_beside_snmp_exporter():
+def test_bench_snmp_runs_v2c_and_v3_beside_snmp_exporter(tmp_path):
     require_tool("snmpd", "snmpd")
     require_tool("prometheus-snmp-exporter", "prometheus-snmp-exporter")
+    results = tmp_path / "results.md"
+    results.write_text("# earlier runs\n")
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "bench_snmp.py"), "--devices", "4", "--rounds", "1",
-                           "--v3", "sha-aes"], capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
+                           "--v3", "sha-aes", "--results", str(results)], capture_output=True, text=True, timeout=300,
+                          check=False, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| lifeline") or line.startswith("| snmp_exp")]
     assert len(rows) == 4, proc.stdout  # both pollers, v2c and one v3 pair
     # Every poll answered: the failures column (last) reads "0 (0)" on each row.
     assert all(row.rstrip(" |").endswith("0 (0)") for row in rows), proc.stdout
+    # Recorded as the other benches record: appended under a heading with the date and the machine.
+    recorded = results.read_text()
+    assert recorded.startswith("# earlier runs\n\n## "), recorded[:200]
+    heading = recorded.splitlines()[2]
+    assert re.fullmatch(r"## \d{4}-\d\d-\d\d \d\d:\d\d UTC — SNMP v2c and SNMPv3 authPriv, \d+ CPUs \(.+\), .*", heading)
+    assert all(row in recorded for row in rows)
 
 
 def test_icmp_floor_pings_loopback_and_refuses_anything_else(tmp_path):
