@@ -41,7 +41,6 @@ import http.client
 import ipaddress
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -55,7 +54,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchlib import ProbeCounts, cpu_model, drive_probes, log, wait_until
+import benchlib
+from benchlib import ProbeCounts, drive_probes, log, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -586,7 +586,6 @@ def bench_config_load(n: int, args: argparse.Namespace, workdir: str) -> dict[st
 # --- report -------------------------------------------------------------------------
 
 def machine() -> str:
-    model = cpu_model()
     # Other raw ICMP sockets on the host get a copy of every reply we cause (kernel work
     # charged to the sender), and other load shares the 2 cores: both are noise to report.
     raw = 0
@@ -596,8 +595,7 @@ def machine() -> str:
                 raw += max(len(fh.readlines()) - 1, 0)
         except OSError:
             pass
-    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}, "
-            f"load average before the run {os.getloadavg()[0]:.2f}, {raw} raw sockets open before the run")
+    return f"{benchlib.machine()}, {raw} raw sockets open before the run"
 
 
 def us(x: float) -> str:

@@ -42,7 +42,6 @@ import asyncio
 import datetime
 import ipaddress
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -57,7 +56,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # tests.httpd / tests.dnsd: the nginx runner, the test CA, unbound
 
 from bench_icmp import Agent, addresses, cpu_seconds, free_port, hist_quantile, http_get, stop_process  # noqa: E402
-from benchlib import ProbeCounts, cpu_model, drive_probes, log, wait_until  # noqa: E402
+from benchlib import ProbeCounts, drive_probes, log, machine, wait_until  # noqa: E402
 from tests.dnsd import ZONE, Unbound  # noqa: E402
 from tests.httpd import Nginx, Pki, free_port_on  # noqa: E402
 
@@ -558,11 +557,6 @@ def report(life: dict, bb: dict, scale: dict, args: argparse.Namespace) -> tuple
                             f"{ms(m['lag'].get('icmp', (nan, nan))[1])} (goal < 50 ms), "
                             f"{m['answered'] * 100:.2f} % of echoes answered")
     return "\n".join(lines), verdicts
-
-
-def machine() -> str:
-    return (f"{os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, Python {platform.python_version()}, "
-            f"load average before the run {os.getloadavg()[0]:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

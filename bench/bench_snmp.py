@@ -22,7 +22,6 @@ import dataclasses
 import datetime
 import http.client
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -42,7 +41,7 @@ from probes.snmp import SnmpKind  # noqa: E402
 from probes.snmp.probe import SnmpProbe  # noqa: E402
 from probes.snmp.config import Secret, SnmpSettings  # noqa: E402
 
-from benchlib import cpu_model, wait_until  # noqa: E402
+from benchlib import machine, wait_until  # noqa: E402
 
 HOST = "127.0.0.1"
 COMMUNITY = "bench-ro"
@@ -271,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"),
                     help="file the table is appended to ('' for none)")
     args = ap.parse_args(argv)
-    host = (f"{os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, Python {platform.python_version()}, "
-            f"load average before the run {os.getloadavg()[0]:.2f}")
+    host = machine()
     started = time.monotonic()
     pairs = [] if args.v3 == "none" else [p.strip() for p in args.v3.split(",") if p.strip()]
     unknown = [p for p in pairs if p not in V3_PAIRS]
@@ -342,6 +340,7 @@ def report(args: argparse.Namespace, phases: list[tuple[str, dict, dict]]) -> li
                    f"{'met' if share < CORE_GOAL else 'NOT met'}); first poll: {first_contact:+.2f} requests per "
                    f"device over v2c's first poll (the engine discovery)")
     return out
+
 
 if __name__ == "__main__":
     sys.exit(main())

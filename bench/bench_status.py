@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ from datetime import datetime, timezone
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from agent.config import DEFAULT_TIERS, Config  # noqa: E402
-from benchlib import cpu_model  # noqa: E402
+from benchlib import machine  # noqa: E402
 from agent.exposition import AgentStatus, Exposition, Renderer  # noqa: E402
 from agent.reload import Plan  # noqa: E402
 from agent.status import StatusBoard, page  # noqa: E402
@@ -89,10 +88,7 @@ def main() -> int:
     ]
     table = "| | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     print(table)
-    load = os.getloadavg()[0]
-    cpu = cpu_model()
-    entry = (f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — status page, {os.cpu_count()} CPUs ({cpu}), "
-             f"Linux {platform.release()}, Python {platform.python_version()}, load average before the run {load:.2f}\n\n"
+    entry = (f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — status page, {machine()}\n\n"
              f"`.venv/bin/python bench/bench_status.py --targets {args.targets} --runs {args.runs}`: {args.targets} ICMP "
              f"targets, a tenth down and a tenth lossy, one process, no network; each target's JSON cached "
              f"between builds, as in the agent.\n\n{table}\n")

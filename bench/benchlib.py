@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import re
 import sys
 import time
@@ -35,6 +36,12 @@ def cpu_model() -> str:
             return next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "unknown CPU")
     except OSError:
         return "unknown CPU"
+
+
+def machine() -> str:
+    """The machine line of a results heading: CPUs, kernel, Python and the load before the run."""
+    return (f"{os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, Python {platform.python_version()}, "
+            f"load average before the run {os.getloadavg()[0]:.2f}")
 
 
 def steal_seconds() -> float:

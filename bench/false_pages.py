@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchlib import cpu_model, log  # noqa: E402 - bench/ is on the path when run as a script
+from benchlib import log, machine  # noqa: E402 - bench/ is on the path when run as a script
 
 from agent.demo.netns import DemoNet, available  # noqa: E402
 from agent.devstack import (  # noqa: E402
@@ -361,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     now = datetime.datetime.now(datetime.timezone.utc)
-    machine = (f"{os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, Python "
-               f"{platform.python_version()}, load average before the run {os.getloadavg()[0]:.2f}")
+    host = machine()
     git = git_state()
     command = "bench/false_pages.py " + " ".join(argv if argv is not None else sys.argv[1:])
     log(f"git {git}")
@@ -386,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             clean(work)
     table, status = report(args, run, figures)
-    header = (f"## {now:%Y-%m-%d %H:%M} UTC — no false pages, {machine}\n\n"
+    header = (f"## {now:%Y-%m-%d %H:%M} UTC — no false pages, {host}\n\n"
               f"`{command.strip()}`: {args.targets} P0 targets (built-in P0 tier: 5 echoes every 5 s) at "
               f"{args.loss} % random loss, one added by SIGHUP, shipped rules and routing, 5 s scrape; "
               f"git {git}; run took {time.monotonic() - began:.0f} s.\n\n")
