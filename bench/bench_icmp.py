@@ -74,6 +74,14 @@ def addresses(n: int) -> list[str]:
     return out
 
 
+def address_file(n: int, workdir: str) -> str:
+    """A file of the N addresses, one per line (fping -f, icmp_floor.py --file)."""
+    path = os.path.join(workdir, f"addresses-{n}.txt")
+    with open(path, "w") as fh:
+        fh.write("\n".join(addresses(n)) + "\n")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -353,10 +361,7 @@ def bench_fping(n: int, args: argparse.Namespace, workdir: str, burst: bool = Fa
     fping = shutil.which("fping")
     if fping is None:
         raise SystemExit("fping not found: apt-get install -y fping")
-    addrs = addresses(n)
-    path = os.path.join(workdir, f"fping-{n}.txt")
-    with open(path, "w") as fh:
-        fh.write("\n".join(addrs) + "\n")
+    path = address_file(n, workdir)
     # fping sends round-robin, one echo every -i ms across all targets: this -i gives
     # the same echo rate as Lifeline's N x packets / interval.
     gap_ms = 0.0 if burst else args.interval * 1000 / (n * args.packets)
@@ -388,10 +393,7 @@ def bench_fping(n: int, args: argparse.Namespace, workdir: str, burst: bool = Fa
 
 def bench_floor(n: int, args: argparse.Namespace, workdir: str) -> dict[str, float]:
     """bench/icmp_floor.py, a bare asyncio pinger, on the same addresses and echo pattern."""
-    path = os.path.join(workdir, f"floor-{n}.txt")
-    with open(path, "w") as fh:
-        fh.write("\n".join(addresses(n)) + "\n")
-    cmd = [sys.executable, os.path.join(ROOT, "bench", "icmp_floor.py"), "--file", path,
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "icmp_floor.py"), "--file", address_file(n, workdir),
            "--interval", f"{args.interval:g}", "--packets", str(args.packets),
            "--packet-interval", f"{args.packet_interval:g}", "--timeout", f"{args.timeout:g}",
            "--window", f"{args.window:g}"]
