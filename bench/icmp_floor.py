@@ -28,21 +28,14 @@ import struct
 import sys
 import time
 
+import ping3
+
 TICK = 0.005
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_HEADER = struct.Struct("!BBHHH")
+_HEADER = struct.Struct(ping3.ICMP_HEADER_FORMAT)
 _TIMESPEC = struct.Struct("@qq")
 _ANC = socket.CMSG_SPACE(_TIMESPEC.size)
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 class Floor:
@@ -55,8 +48,10 @@ class Floor:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         self.ident = os.getpid() & 0xFFFF
         self.payload = bytes(range(56))
-        # Checksum with sequence 0; per packet it is updated incrementally (RFC 1624), as Lifeline does.
-        self.base = (~_checksum(_HEADER.pack(8, 0, 0, self.ident, 0) + self.payload)) & 0xFFFF
+        # Checksum with sequence 0 (ping3's RFC 1071 helper, as Lifeline's engine uses); per packet it
+        # is updated incrementally (RFC 1624), as the engine does.
+        template = _HEADER.pack(8, 0, 0, self.ident, 0) + self.payload
+        self.base = (~socket.htons(ping3.checksum(template))) & 0xFFFF
         self.seq = 0
         self.pending: dict[tuple[str, int], int] = {}
         self.sent = self.received = 0
@@ -113,29 +108,28 @@ class Floor:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.sock.fileno(), self.on_readable)
         start = loop.time()
-        slot = 0
-        measured: dict[str, float] = {}
-        marks = {"warm": start + warmup, "end": start + warmup + window}
-        next_sweep = start + 1.0
+        slot = await self._ticks(start, 0, start + warmup)
+        cpu0, sent0, received0, t0 = _cpu(), self.sent, self.received, loop.time()
+        await self._ticks(start, slot, t0 + window)
+        cpu1, t1 = _cpu(), loop.time()
+        loop.remove_reader(self.sock.fileno())
+        return {"sent": self.sent - sent0, "received": self.received - received0, "cpu": cpu1 - cpu0,
+                "wall": t1 - t0, "rtt_mean": self.rtt_sum / max(self.received, 1) / 1e9}
+
+    async def _ticks(self, start: float, slot: int, until: float) -> int:
+        """Run the 5 ms ticks of the grid from ``start`` (the pending-echo sweep once a second) until
+        ``until``; returns the next slot."""
+        loop = asyncio.get_running_loop()
         while True:
-            when = start + slot * TICK
-            delay = when - loop.time()
+            delay = start + slot * TICK - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             self.tick(slot)
             slot += 1
-            now = loop.time()
-            if now >= next_sweep:
+            if slot % round(1 / TICK) == 0:
                 self.sweep()
-                next_sweep += 1.0
-            if "cpu0" not in measured and now >= marks["warm"]:
-                measured.update(cpu0=_cpu(), sent0=self.sent, received0=self.received, t0=now)
-            if now >= marks["end"]:
-                cpu1 = _cpu()
-                loop.remove_reader(self.sock.fileno())
-                return {"sent": self.sent - measured["sent0"], "received": self.received - measured["received0"],
-                        "cpu": cpu1 - measured["cpu0"], "wall": now - measured["t0"],
-                        "rtt_mean": self.rtt_sum / max(self.received, 1) / 1e9}
+            if loop.time() >= until:
+                return slot
 
 
 def _cpu() -> float:
