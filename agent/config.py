@@ -20,7 +20,7 @@ from typing import Any
 from agent.maintenance.model import Window, parse_windows, unmatched
 from common.errors import ConfigInvalid
 from agent import topology
-from common.model import TARGET_NAME_RE, DnsSettings, Target, Tier
+from common.model import TARGET_NAME_RE, TIER_NAME_RE, DnsSettings, Target, Tier
 from common.secrets import Secret, load_secret
 from common.validate import ConfigError, Validator
 from common.yamlsrc import Document, Path, SourceError, format_path, parse, read
@@ -29,7 +29,6 @@ from probes.registry import KINDS
 from probes.tls import TlsOptions, parse_tls
 
 NAME_RE = TARGET_NAME_RE
-TIER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Labels the agent sets itself, plus the ones Prometheus attaches on scrape.
 RESERVED_LABELS = frozenset({"target", "tier", "category", "site", "address", "job", "instance",

@@ -15,6 +15,9 @@ from typing import Any
 
 # Target names: also used in dependency lists and anchors, so one pattern for all of them.
 TARGET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]*")
+# Tier names: also written into PromQL selectors by rules/generate.py, so nothing a regex or a
+# PromQL string reads as special.
+TIER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 
 
 @dataclass(frozen=True, slots=True)
